@@ -1,0 +1,1 @@
+"""Sans-IO parsers: bytes in, events out. Imports no asyncio, aiohttp or av."""
