@@ -1,0 +1,158 @@
+"""aiohttp Application assembly: typed AppKeys, routes, access control, startup/cleanup."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.config import CameraConfig, GatewayConfig, UserConfig, is_loopback
+from gateway.ingest import CameraStream, redact, register_secrets
+from gateway.media import StreamKind
+from gateway.sim import SimOptions, SimServer
+
+log = logging.getLogger("gateway.app")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class CameraRuntime:
+    """Everything live for one configured camera."""
+
+    config: CameraConfig
+    streams: dict[StreamKind, CameraStream] = field(default_factory=dict)
+    #: The in-process simulator standing in for the camera (``source = "sim"``).
+    sim: SimServer | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the ``/api/cameras`` shape for this camera (credentials redacted)."""
+        return {
+            "name": self.config.name,
+            "index": self.config.index,
+            "source": redact(self.config.source),
+            "streams": {kind.value: s.snapshot() for kind, s in self.streams.items()},
+            "clients": [],
+        }
+
+
+CONFIG = web.AppKey("config", GatewayConfig)
+CAMERAS = web.AppKey("cameras", dict[str, CameraRuntime])
+
+#: Paths anyone may reach: liveness must work for orchestrators without credentials.
+PUBLIC_PATHS = frozenset({"/healthz"})
+
+
+def _stream_kinds(camera: CameraConfig) -> list[StreamKind]:
+    enabled = {StreamKind.MJPEG: camera.mjpeg, StreamKind.MPEG2: camera.mpeg2}
+    enabled[StreamKind.AUDIO] = camera.audio
+    return [kind for kind, on in enabled.items() if on]
+
+
+async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Start the simulators and one ingest per camera stream; stop them all on exit."""
+    config = app[CONFIG]
+    runtimes = app[CAMERAS]
+    try:
+        for camera in config.cameras:
+            runtime = CameraRuntime(camera)
+            runtimes[camera.name] = runtime
+            base_url = None
+            if camera.is_sim:
+                size = camera.resolution or (640, 480)
+                runtime.sim = SimServer(SimOptions(fps=float(camera.fps or 25), size=size))
+                await runtime.sim.start("127.0.0.1", 0)
+                base_url = runtime.sim.url
+                log.info("camera %s: simulator on %s", camera.name, base_url)
+            for kind in _stream_kinds(camera):
+                stream = CameraStream(camera, kind, base_url=base_url)
+                runtime.streams[kind] = stream
+                await stream.start()
+        yield
+    finally:
+        for runtime in runtimes.values():
+            for stream in runtime.streams.values():
+                await stream.stop()
+            if runtime.sim is not None:
+                await runtime.sim.stop()
+
+
+def _check_basic(header: str, users: tuple[UserConfig, ...]) -> UserConfig | None:
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        name, sep, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    if not sep:
+        return None
+    for user in users:
+        same_name = hmac.compare_digest(user.name.encode(), name.encode())
+        if same_name & hmac.compare_digest(user.password.value.encode(), password.encode()):
+            return user
+    return None
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admit loopback clients anonymously when no users exist, else require Basic auth."""
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    users = request.app[CONFIG].users
+    if not users:
+        if is_loopback(request.remote or ""):
+            return await handler(request)
+        raise web.HTTPForbidden(
+            text="Error: anonymous access is allowed only from loopback; configure [[users]]\n"
+        )
+    if _check_basic(request.headers.get("Authorization", ""), users) is None:
+        raise web.HTTPUnauthorized(
+            text="Error: authentication required\n",
+            headers={"WWW-Authenticate": 'Basic realm="gateway", charset="UTF-8"'},
+        )
+    return await handler(request)
+
+
+def camera_runtime(request: web.Request, key: str) -> CameraRuntime:
+    """Return the camera named or numbered ``key``, or raise 404."""
+    camera = request.app[CONFIG].camera(key)
+    if camera is None:
+        raise web.HTTPNotFound(text=f"Error: no camera {key!r}\n")
+    return request.app[CAMERAS][camera.name]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Report liveness."""
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def api_cameras(request: web.Request) -> web.Response:
+    """Return the state of every camera."""
+    runtimes = request.app[CAMERAS].values()
+    return web.json_response({"cameras": [r.snapshot() for r in runtimes]})
+
+
+async def api_camera(request: web.Request) -> web.Response:
+    """Return the state of one camera."""
+    return web.json_response(camera_runtime(request, request.match_info["camera"]).snapshot())
+
+
+def create_app(config: GatewayConfig) -> web.Application:
+    """Build the gateway application for ``config``."""
+    register_secrets(config.secrets())
+    app = web.Application(middlewares=[access_middleware])
+    app[CONFIG] = config
+    app[CAMERAS] = {}
+    app.cleanup_ctx.append(_cameras_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/cameras", api_cameras)
+    app.router.add_get("/api/cameras/{camera}", api_camera)
+    return app

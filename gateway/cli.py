@@ -1,0 +1,198 @@
+"""Command line: ``gateway serve | sim | probe | check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.config import (
+    GatewayConfig,
+    ServerConfig,
+    default_config_text,
+    is_loopback,
+    load_config,
+    parse_config,
+    parse_listen,
+    parse_resolution,
+)
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway")
+
+
+def _listen(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_resolution(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _user(text: str) -> tuple[str, str]:
+    name, sep, password = text.partition(":")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("must be USER:PASSWORD")
+    return name, password
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway (default: one simulated camera)")
+    serve.add_argument("--config", metavar="PATH", help="TOML configuration (default: embedded)")
+    serve.add_argument(
+        "--listen", type=_listen, metavar="HOST:PORT", help="override [server] listen"
+    )
+
+    sim = sub.add_parser("sim", help="run the Axis camera simulator on its own")
+    sim.add_argument("--listen", type=_listen, default=("127.0.0.1", 8081), metavar="HOST:PORT")
+    sim.add_argument("--fps", type=float, default=25.0)
+    sim.add_argument("--size", type=_size, default=(640, 480), metavar="WxH")
+    sim.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="dialect or fault to switch on (repeatable); see docs/simulator.md",
+    )
+    sim.add_argument("--auth", choices=["basic", "digest"])
+    sim.add_argument("--user", type=_user, metavar="USER:PASSWORD")
+    sim.add_argument("--channels", type=int, default=4)
+    sim.add_argument("--mpeg2-format", choices=["es", "ps"], default="es")
+
+    probe = sub.add_parser("probe", help="report what a camera serves")
+    probe.add_argument("url", help="camera base URL or stream URL (credentials may be in it)")
+    probe.add_argument("--timeout", type=float, default=10.0)
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("path")
+    return parser
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run ``coro`` on uvloop where available, ending cleanly on SIGINT/SIGTERM."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, absent on some platforms
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        loop_factory = None
+
+    async def supervised() -> int:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            return 0
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(supervised())
+
+
+async def _serve(config: GatewayConfig) -> int:
+    from gateway.app import create_app  # noqa: PLC0415 - keep `check-config` light
+
+    host, port = config.server.host, config.server.port
+    if not config.users and not is_loopback(host):
+        log.warning("no [[users]] configured: only loopback clients will be admitted")
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        shown = f"[{host}]" if ":" in host else host
+        log.info("gateway %s serving on http://%s:%d/", __version__, shown, port)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _sim(args: argparse.Namespace) -> int:
+    from gateway.sim import SimOptions, run_sim  # noqa: PLC0415
+
+    if (args.auth is None) != (args.user is None):
+        raise GatewayError("--auth and --user go together")
+    options = SimOptions(
+        fps=args.fps,
+        size=args.size,
+        quirks=frozenset(args.quirk),
+        auth=args.auth,
+        user=args.user,
+        channels=args.channels,
+        mpeg2_format=args.mpeg2_format,
+    )
+    await run_sim(options, *args.listen)
+    return 0
+
+
+async def _probe(args: argparse.Namespace) -> int:
+    from gateway.ingest import probe  # noqa: PLC0415
+
+    report = await probe(args.url, timeout=args.timeout)
+    sys.stdout.write(report.render() + "\n")
+    return 0 if report.ok else 1
+
+
+def _config_for_serve(args: argparse.Namespace) -> GatewayConfig:
+    config = load_config(args.config) if args.config else parse_config(default_config_text())
+    if args.listen:
+        host, port = args.listen
+        config = dataclasses.replace(config, server=ServerConfig(host, port))
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "check-config":
+            config = load_config(args.path)
+            names = ", ".join(c.name for c in config.cameras)
+            sys.stdout.write(f"{args.path}: ok ({len(config.cameras)} cameras: {names})\n")
+            return 0
+        if args.command == "serve":
+            return _run(_serve(_config_for_serve(args)))
+        if args.command == "sim":
+            return _run(_sim(args))
+        return _run(_probe(args))
+    except GatewayError as exc:
+        from gateway.ingest import redact  # noqa: PLC0415
+
+        sys.stderr.write(f"gateway: error: {redact(str(exc))}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"gateway: error: {exc.strerror or exc}\n")
+        return 1
