@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.config import CameraConfig, GatewayConfig, UserConfig, is_loopback
 from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
+from gateway.metrics import CONTENT_TYPE, make_registry, render
 from gateway.sim import SimOptions, SimServer
 
 log = logging.getLogger("gateway.app")
@@ -45,6 +47,7 @@ class CameraRuntime:
 
 CONFIG = web.AppKey("config", GatewayConfig)
 CAMERAS = web.AppKey("cameras", dict[str, CameraRuntime])
+REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 #: Paths anyone may reach: liveness must work for orchestrators without credentials.
 PUBLIC_PATHS = frozenset({"/healthz"})
@@ -145,14 +148,22 @@ async def api_camera(request: web.Request) -> web.Response:
     return web.json_response(camera_runtime(request, request.match_info["camera"]).snapshot())
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Return Prometheus metrics."""
+    body = render(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
 def create_app(config: GatewayConfig) -> web.Application:
     """Build the gateway application for ``config``."""
     register_secrets(config.secrets())
     app = web.Application(middlewares=[access_middleware])
     app[CONFIG] = config
     app[CAMERAS] = {}
+    app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/cameras", api_cameras)
     app.router.add_get("/api/cameras/{camera}", api_camera)
+    app.router.add_get("/metrics", metrics)
     return app

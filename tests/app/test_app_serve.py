@@ -203,3 +203,24 @@ async def _poll_live(base: str) -> Any:
                 return body
             await asyncio.sleep(0.2)
     raise AssertionError("demo camera never went live")
+
+
+async def test_metrics_expose_ingest_state(demo: tuple[aiohttp.ClientSession, str]) -> None:
+    session, base = demo
+    await wait_for(
+        session,
+        base + "/api/cameras",
+        lambda b: b["cameras"][0]["streams"]["mjpeg"]["frames_in"] > 5,
+    )
+    async with session.get(base + "/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    assert 'gateway_stream_state{camera="demo",stream="mjpeg",state="live"} 1.0' in text
+    frames = [
+        line
+        for line in text.splitlines()
+        if line.startswith('gateway_stream_frames_in_total{camera="demo",stream="mjpeg"}')
+    ]
+    assert len(frames) == 1
+    assert float(frames[0].split()[-1]) > 5

@@ -1,0 +1,69 @@
+"""Prometheus exposition: a per-application registry read from live ingest state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.media import StreamState
+
+#: The exposition format's media type, for the response header.
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+#: (metric suffix, snapshot key, help) for the per-stream counters.
+_COUNTERS = (
+    ("bytes_in", "bytes_in", "Payload bytes received from the camera"),
+    ("frames_in", "frames_in", "Frames received from the camera"),
+    ("frames_dropped", "frames_dropped", "Damaged frames dropped at ingest"),
+    ("reconnects", "reconnects", "Upstream reconnects"),
+)
+
+
+class IngestCollector(Collector):
+    """Collect per-stream ingest figures from camera snapshots at scrape time."""
+
+    def __init__(self, snapshots: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one family per figure, labelled by camera and stream."""
+        labels = ["camera", "stream"]
+        fps = GaugeMetricFamily(
+            "gateway_stream_fps_in", "Frames per second from the camera", labels=labels
+        )
+        state = GaugeMetricFamily(
+            "gateway_stream_state",
+            "1 for the stream's current ingest state",
+            labels=[*labels, "state"],
+        )
+        counters = {
+            key: CounterMetricFamily(f"gateway_stream_{name}", text, labels=labels)
+            for name, key, text in _COUNTERS
+        }
+        for camera in self._snapshots():
+            for kind, stream in camera["streams"].items():
+                ident = [camera["name"], kind]
+                fps.add_metric(ident, float(stream["fps_in"]))
+                for member in StreamState:
+                    state.add_metric([*ident, member.value], float(stream["state"] == member.value))
+                for key, family in counters.items():
+                    family.add_metric(ident, float(stream[key]))
+        yield fps
+        yield state
+        yield from counters.values()
+
+
+def make_registry(snapshots: Callable[[], Iterable[dict[str, Any]]]) -> CollectorRegistry:
+    """Return a registry (not the process-global one) exposing ingest state."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IngestCollector(snapshots))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """Return the registry in the Prometheus text format."""
+    return generate_latest(registry)
