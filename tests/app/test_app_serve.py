@@ -216,7 +216,7 @@ async def test_metrics_expose_ingest_state(demo: tuple[aiohttp.ClientSession, st
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
-    assert 'gateway_stream_state{camera="demo",stream="mjpeg",state="live"} 1.0' in text
+    assert 'gateway_stream_state{camera="demo",state="live",stream="mjpeg"} 1.0' in text
     frames = [
         line
         for line in text.splitlines()
