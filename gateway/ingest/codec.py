@@ -1,0 +1,74 @@
+"""Cheap header scans: JPEG and MPEG-2 picture size, codec names (no decoding)."""
+
+from __future__ import annotations
+
+Buffer = bytes | bytearray | memoryview
+
+# Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) are not SOFs
+# (ITU-T T.81 Table B.1).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field (T.81 §B.1.1.3): TEM, RSTn, SOI.
+_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
+_MAX_SEGMENTS = 64
+
+SEQUENCE_HEADER = b"\x00\x00\x01\xb3"
+PACK_HEADER = b"\x00\x00\x01\xba"
+EXTENSION_START = b"\x00\x00\x01\xb5"
+
+
+def jpeg_size(data: Buffer) -> tuple[int, int] | None:
+    """Return (width, height) from a JPEG's SOF segment, or None if not found early."""
+    b = memoryview(data)
+    if len(b) < 4 or b[0] != 0xFF or b[1] != 0xD8:
+        return None
+    i = 2
+    for _ in range(_MAX_SEGMENTS):
+        while i + 1 < len(b) and b[i] == 0xFF and b[i + 1] == 0xFF:
+            i += 1  # fill bytes (T.81 §B.1.1.2)
+        if i + 4 > len(b) or b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker in _STANDALONE:
+            i += 2
+            continue
+        if marker in _SOF:
+            if i + 9 > len(b):
+                return None
+            height = b[i + 5] << 8 | b[i + 6]
+            width = b[i + 7] << 8 | b[i + 8]
+            return (width, height) if width and height else None
+        if marker == 0xDA:  # start of scan before any SOF
+            return None
+        i += 2 + (b[i + 2] << 8 | b[i + 3])
+    return None
+
+
+def mpeg_video_info(data: Buffer) -> tuple[str, tuple[int, int]] | None:
+    """Return (codec, (width, height)) from a sequence header (ISO/IEC 13818-2 §6.2.2.1)."""
+    raw = bytes(data[: 1 << 20])
+    at = raw.find(SEQUENCE_HEADER)
+    if at == -1 or at + 8 > len(raw):
+        return None
+    width = raw[at + 4] << 4 | raw[at + 5] >> 4
+    height = (raw[at + 5] & 0x0F) << 8 | raw[at + 6]
+    # A sequence extension (extension id 1) follows the header only in MPEG-2.
+    ext = raw.find(EXTENSION_START, at + 12)
+    is_mpeg2 = ext != -1 and ext + 4 < len(raw) and raw[ext + 4] >> 4 == 1
+    codec = "MPEG-2 video" if is_mpeg2 else "MPEG-1 video"
+    container = "program stream" if PACK_HEADER in raw[: max(at, 4)] else "elementary stream"
+    return f"{codec} ({container})", (width, height)
+
+
+#: Codec names for part/stream content types (VAPIX §5.5.2 for audio).
+CODEC_NAMES = {
+    "image/jpeg": "JPEG",
+    "audio/32kadpcm": "G.726 32 kbit/s (audio/32KADPCM)",
+    "audio/basic": "G.711 mu-law (audio/basic)",
+    "video/mpeg": "MPEG video",
+}
+
+
+def codec_name(content_type: str) -> str:
+    """Return a readable codec name for a content type."""
+    key = content_type.split(";", 1)[0].strip().lower()
+    return CODEC_NAMES.get(key, key or "unknown")
