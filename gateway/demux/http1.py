@@ -280,7 +280,7 @@ class ChunkedDecoder:
         *,
         max_chunk_line: int = 1024,
         max_trailer_size: int = 8192,
-        scratch_size: int = 64,
+        scratch_size: int = 16,
     ) -> None:
         self._consumer = consumer
         self._max_chunk_line = max_chunk_line
