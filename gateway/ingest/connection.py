@@ -279,6 +279,10 @@ async def open_stream(
         except TimeoutError:
             protocol.abort(UpstreamError("timed out"))
             raise UpstreamError(f"no response within {response_timeout:g} s") from None
+        except OSError as exc:  # reset or refused after connecting, before the head
+            protocol.abort(UpstreamError("connection lost"))
+            reason = exc.strerror or type(exc).__name__
+            raise UpstreamError(f"connection lost before the response: {reason}") from None
         except BaseException:
             protocol.abort(UpstreamError("cancelled"))
             raise

@@ -158,8 +158,7 @@ class CameraStream:
         self.boundary: str | None = None
         self.resolution: tuple[int, int] | None = None
         self.codec: str | None = None
-        #: Payload bytes copied out of scratch buffers (the copy budget's numerator).
-        self.bytes_copied = 0
+        self._copied_done = 0
         #: State changes as (monotonic time, state), newest last (bounded).
         self.history: collections.deque[tuple[float, StreamState]] = collections.deque(maxlen=64)
 
@@ -175,6 +174,12 @@ class CameraStream:
         """Return bytes read from the camera over all connections."""
         live = self._protocol.bytes_in if self._protocol is not None else 0
         return self._bytes_done + live
+
+    @property
+    def bytes_copied(self) -> int:
+        """Return payload bytes copied out of scratch buffers (the copy budget's numerator)."""
+        live = self._protocol.copied if self._protocol is not None else 0
+        return self._copied_done + live
 
     def fps_in(self, now_ns: int | None = None) -> float:
         """Return the arrival rate over the last ``fps_window`` seconds."""
@@ -233,7 +238,12 @@ class CameraStream:
                 self.reconnects += 1
             first = False
             self._set_state(StreamState.CONNECTING)
-            failure, message = await self._attempt()
+            try:
+                failure, message = await self._attempt()
+            except Exception as exc:
+                # A bug must not end ingest for good: report it, back off, try again.
+                self.log.exception("ingest failed unexpectedly")
+                failure, message = Failure.PROTOCOL, f"internal error: {type(exc).__name__}"
             await self._back_off(failure, message)
 
     async def _attempt(self) -> tuple[Failure, str]:
@@ -263,7 +273,7 @@ class CameraStream:
         finally:
             protocol.abort(UpstreamError("stopped"))
             self._bytes_done += protocol.bytes_in
-            self.bytes_copied += protocol.copied
+            self._copied_done += protocol.copied
             self._protocol = None
 
     def _went_live(self, head: ResponseHead, consumer: BodyConsumer) -> None:
