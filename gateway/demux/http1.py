@@ -246,14 +246,18 @@ class IdentityDecoder:
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Return the consumer's buffer, cut to what is left of the body."""
+        if self._remaining is not None and self._remaining <= 0:
+            return memoryview(bytearray(1))  # past the body: read into a throwaway byte
         buf = self._consumer.get_buffer(sizehint)
         if self._remaining is not None and self._remaining < len(buf):
-            return buf[: max(self._remaining, 1)]
+            return buf[: self._remaining]
         return buf
 
     def buffer_updated(self, nbytes: int) -> list[Any]:
         """Account for a socket read into the consumer's buffer."""
         if self._remaining is not None:
+            if self._remaining <= 0:
+                return []
             self._remaining -= nbytes
         return self._consumer.buffer_updated(nbytes) + self._maybe_finish()
 

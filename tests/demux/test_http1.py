@@ -398,3 +398,14 @@ def test_chunked_round_trip_over_socket_reads(pieces: list[bytes], seed: int) ->
         assert decoder.complete
         outputs.add(bytes(inner.data))
     assert outputs == {b"".join(pieces)}
+
+
+def test_reads_past_a_content_length_body_never_reach_the_consumer() -> None:
+    inner = Recorder()
+    decoder = IdentityDecoder(inner, 3)
+    socket_feed(decoder, b"abc", "whole")
+    buf = decoder.get_buffer(100)
+    buf[:1] = b"X"
+    assert decoder.buffer_updated(1) == []
+    assert bytes(inner.data) == b"abc"
+    assert inner.eof == 1
