@@ -519,3 +519,16 @@ async def test_probe_with_a_wrong_password_says_so() -> None:
         f"probe {fake.url}/axis-cgi/mpeg2/video.cgi\n"
         "/axis-cgi/mpeg2/video.cgi: 401 Unauthorized: check credentials"
     )
+
+
+def test_runs_under_uvloop() -> None:
+    """The gateway serves under uvloop, whose transports are not asyncio.Transport."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> int:
+        fake = FakeCamera([mpeg()])
+        async with running(fake), streaming(CameraStream(camera_for(fake), StreamKind.MPEG2)) as s:
+            await until(lambda: s.frames_in >= 5)
+            return s.frames_in
+
+    assert uvloop.run(scenario()) >= 5
