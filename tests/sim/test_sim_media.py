@@ -19,7 +19,7 @@ Parts = Callable[..., list[Any]]
 
 
 def decode_video(data: bytes, fmt: str) -> list[av.VideoFrame]:
-    with av.open(io.BytesIO(data), format=fmt) as container:
+    with av.open(io.BytesIO(data), "r", format=fmt) as container:
         return list(container.decode(video=0))
 
 
@@ -46,7 +46,7 @@ async def test_mpeg2_decodes_from_first_byte(fetch: Fetch, query: str, fmt: str)
 async def test_mpeg2_gop_structure(fetch: Fetch) -> None:
     raw = await fetch("/axis-cgi/mpeg2/video.cgi?duration=2")
     assert raw.body.count(b"\x00\x00\x01\xb3") >= 2
-    with av.open(io.BytesIO(raw.body), format="mpegvideo") as container:
+    with av.open(io.BytesIO(raw.body), "r", format="mpegvideo") as container:
         # AVPictureType: 1 = I, 2 = P, 3 = B.
         types = ["-IPB"[int(f.pict_type)] for f in container.decode(video=0)]
     assert types[0] == "I"
@@ -95,7 +95,7 @@ async def test_audio_parts_decode_to_the_tone(
     assert 13 <= len(found) <= 18
     assert all(p.headers == {"content-type": content_type} for p in found)
     data = b"".join(p.payload for p in found)
-    with av.open(io.BytesIO(data), format=demuxer, options=options) as container:
+    with av.open(io.BytesIO(data), "r", format=demuxer, options=options) as container:
         pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
     assert abs(len(pcm) - 8000) < 1500
     peak, purity = tone_peak(pcm[400:4496].astype(np.float64))
@@ -106,13 +106,18 @@ async def test_audio_parts_decode_to_the_tone(
 async def test_audio_channels_have_distinct_tones(fetch: Fetch, parts: Parts) -> None:
     raw = await fetch("/axis-cgi/audio/receive.cgi?duration=1&camera=3&codec=pcmu")
     data = b"".join(p.payload for p in parts(raw.body))
-    with av.open(io.BytesIO(data), format="mulaw", options={"sample_rate": "8000"}) as container:
+    with av.open(
+        io.BytesIO(data), "r", format="mulaw", options={"sample_rate": "8000"}
+    ) as container:
         pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
     assert abs(tone_peak(pcm[:4096].astype(np.float64))[0] - 1500) < 10
 
 
 async def test_audio_getparam_counts_live_clients(sim: SimServer, fetch: Fetch) -> None:
-    listener = asyncio.create_task(fetch("/axis-cgi/audio/receive.cgi?duration=1"))
+    async def listen() -> Any:
+        return await fetch("/axis-cgi/audio/receive.cgi?duration=1")
+
+    listener = asyncio.create_task(listen())
     await asyncio.sleep(0.3)
     raw = await fetch("/axis-cgi/audio/getparam.cgi")
     await listener

@@ -17,7 +17,7 @@ T_NS = 1_700_000_123_456_789_000
 
 
 def decode_jpeg(data: bytes) -> av.VideoFrame:
-    with av.open(io.BytesIO(data), format="mjpeg") as container:
+    with av.open(io.BytesIO(data), "r", format="mjpeg") as container:
         return next(container.decode(video=0))
 
 
@@ -25,6 +25,7 @@ def reencode(frame: av.VideoFrame, codec: str, width: int, height: int) -> av.Vi
     """Scale and re-encode through a lossy codec, then decode again."""
     small = frame.reformat(width=width, height=height, format="yuv420p")
     ctx = av.CodecContext.create(codec, "w")
+    assert isinstance(ctx, av.VideoCodecContext)
     ctx.width, ctx.height, ctx.pix_fmt = (
         width,
         height,
@@ -39,6 +40,7 @@ def reencode(frame: av.VideoFrame, codec: str, width: int, height: int) -> av.Vi
     small.pts = 0
     packets = list(ctx.encode(small)) + list(ctx.encode(None))
     decoder = av.CodecContext.create(codec, "r")
+    assert isinstance(decoder, av.VideoCodecContext)
     frames = [f for p in packets for f in decoder.decode(p)] + list(decoder.decode(None))
     return frames[0]
 
