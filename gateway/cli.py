@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--user", type=_user, metavar="USER:PASSWORD")
     sim.add_argument("--channels", type=int, default=4)
     sim.add_argument("--mpeg2-format", choices=["es", "ps"], default="es")
+    sim.add_argument("--audio-codec", choices=["g726", "g726le", "pcmu"], default="g726")
 
     probe = sub.add_parser("probe", help="report what a camera serves")
     probe.add_argument("url", help="camera base URL or stream URL (credentials may be in it)")
@@ -148,6 +149,7 @@ async def _sim(args: argparse.Namespace) -> int:
         user=args.user,
         channels=args.channels,
         mpeg2_format=args.mpeg2_format,
+        audio_codec=args.audio_codec,
     )
     await run_sim(options, *args.listen)
     return 0
