@@ -16,8 +16,10 @@ resume where they stopped, so every input byte is examined a bounded number of t
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.demux import parts
 from gateway.demux.parts import DropReason
@@ -112,7 +114,10 @@ class MultipartDemuxer:
         self._check_jpeg = check_jpeg
         #: The boundary, declared or learned, without the leading ``--``.
         self.boundary = parts.declared_boundary(content_type, max_length=max_boundary_length)
-        self._needle = b"--" + self.boundary if self.boundary else None
+        self._needle: bytes | None = None
+        self._fast: re.Pattern[bytes] | None = None
+        if self.boundary:
+            self._learn(self.boundary)
         #: Parts delivered as PartReceived.
         self.parts_received = 0
         #: Parts reported as PartDropped.
@@ -159,12 +164,31 @@ class MultipartDemuxer:
         """Feed bytes read elsewhere (each is copied once, into its final buffer if known)."""
         view = memoryview(data).cast("B")
         events: list[Event] = []
-        while len(view):
-            buf = self.get_buffer(len(view))
-            n = min(len(buf), len(view))
-            buf[:n] = view[:n]
+        pos, size = 0, len(view)
+        while pos < size:
+            if self._start == self._end and self._state is _State.FILL:
+                # Straight into the frame's buffer, without a stop in scratch.
+                self._check_usable()
+                n = min(size - pos, len(self._part) - self._filled)
+                self._part[self._filled : self._filled + n] = view[pos : pos + n]
+                self._filled += n
+                self.bytes_copied += n
+                self.bytes_received += n
+                pos += n
+                if self._filled == len(self._part):
+                    self._fill_done(events)
+                continue
+            if self._start == self._end and self._state is _State.AFTER_FILL:
+                used = self._guard(self._fast_next, view, pos, size, events)
+                if used:
+                    self.bytes_received += used
+                    pos += used
+                    continue
+            buf = self.get_buffer(size - pos)
+            n = min(len(buf), size - pos)
+            buf[:n] = view[pos : pos + n]
             events += self.buffer_updated(n)
-            view = view[n:]
+            pos += n
         return events
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -273,6 +297,34 @@ class MultipartDemuxer:
             raise
         return events
 
+    def _guard(self, step: Callable[[Data, int, int, list[Event]], int], *args: Any) -> int:
+        try:
+            return step(*args)
+        except RemoteProtocolError as exc:
+            self._error = str(exc)
+            raise
+
+    def _fast_next(self, src: Data, pos: int, end: int, events: list[Event]) -> int:
+        """Match delimiter line and header block after a Content-Length body in one go.
+
+        The common case of the general path, as one regex; returns bytes used, or 0 to
+        leave anything unusual (split reads, padding, limits) to the state handlers.
+        """
+        assert self._fast is not None
+        match = self._fast.match(src, pos, min(end, pos + self._fast_span))
+        if match is None:
+            return 0
+        lines = match.group(1).splitlines()
+        if match.end() - match.start(1) > self._max_block or len(lines) > self._max_headers:
+            return 0
+        if any(len(line) > self._max_line for line in lines):
+            return 0
+        if not self._emitted:
+            self._deliver(events, memoryview(self._part).toreadonly())
+        self._headers = [parts.parse_header_line(line) for line in lines]
+        self._begin_body(events)
+        return match.end() - pos
+
     def _pending_text(self) -> bool:
         pending = self._end - self._start
         return parts.span(parts.EOLS, self._buf, self._start, self._end) - self._start < pending
@@ -376,6 +428,11 @@ class MultipartDemuxer:
 
     def _handle_after_fill(self, events: list[Event]) -> bool:
         buf, end = self._buf, self._end
+        if self._fast is not None:
+            used = self._fast_next(buf, self._start, end, events)
+            if used:
+                self._consume(used)
+                return True
         gap = parts.span(parts.EOLS, buf, self._start, min(end, self._start + _MAX_GAP + 1))
         if gap - self._start > _MAX_GAP:
             return self._mismatch()
@@ -488,7 +545,7 @@ class MultipartDemuxer:
         kind = parts.media_type(self._content_type, bytes(payload[:2]))
         if self._check_jpeg and parts.is_jpeg(kind) and parts.jpeg_problem(payload) is None:
             # A whole JPEG is delivered now, not when the next part's delimiter arrives.
-            self._deliver(events, payload)
+            self._emit(events, payload, kind)
             self._emitted = True
 
     def _finish_scanned(self, events: list[Event], start: int, at: int) -> None:
@@ -516,6 +573,17 @@ class MultipartDemuxer:
             if problem is not None:
                 self._drop(events, problem, len(payload))
                 return
+        self._emit(events, payload, kind, headers)
+
+    def _emit(
+        self,
+        events: list[Event],
+        payload: Payload,
+        kind: str,
+        headers: tuple[tuple[str, str], ...] | None = None,
+    ) -> None:
+        if headers is None:
+            headers, self._headers = tuple(self._headers), []
         self.parts_received += 1
         events.append(PartReceived(payload, kind, headers, self._length))
 
@@ -559,6 +627,11 @@ class MultipartDemuxer:
     def _learn(self, boundary: bytes) -> None:
         self.boundary = boundary
         self._needle = b"--" + boundary
+        self._fast = re.compile(
+            rb"\r?\n%s[ \t]{0,%d}\r?\n(%s)\r?\n"
+            % (re.escape(self._needle), _MAX_PAD - 2, parts.HEADER_LINES)
+        )
+        self._fast_span = 2 + len(self._needle) + _MAX_PAD + self._max_block
 
     def _find_delimiter(self, pos: int, end: int) -> tuple[int, int, int]:
         """Find the next delimiter from ``pos``: (kind, where "--" starts, end of line).

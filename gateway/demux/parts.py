@@ -21,8 +21,10 @@ _TOKEN = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 HEADER_START = re.compile(rb"[%s]+[ \t]*:" % _TOKEN)
 #: What a header line may start with before its colon arrives.
 TOKEN_WS = re.compile(rb"[%s]*[ \t]*" % _TOKEN)
-#: A whole header block (one or more fields, then a blank line); possessive, so linear.
-HEADER_BLOCK = re.compile(rb"(?:[%s]++[ \t]*+:[^\r\n]*+\r?\n)++\r?\n" % _TOKEN)
+#: One or more header lines (possessive quantifiers keep matching linear).
+HEADER_LINES = rb"(?:[%s]++[ \t]*+:[^\r\n]*+\r?\n)++" % _TOKEN
+#: A whole header block: header lines, then a blank line.
+HEADER_BLOCK = re.compile(HEADER_LINES + rb"\r?\n")
 #: A run of line-break bytes (blank lines, CR-only or LF-only).
 EOLS = re.compile(rb"[\r\n]*+")
 #: Transport padding and the line break after a delimiter (RFC 2046 §5.1.1).
@@ -31,7 +33,6 @@ PAD_EOL = re.compile(rb"[ \t]*+\r?\n")
 PAD_PARTIAL = re.compile(rb"[ \t]*+\r?")
 # RFC 2046 §5.1.1 bchars, and the last character may not be a space.
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
-_DECIMAL = re.compile(rb"[0-9]+")
 _BOUNDARY_PARAM = re.compile(
     r""";\s*boundary\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)""", re.IGNORECASE | re.DOTALL
 )
@@ -90,10 +91,9 @@ def parse_content_length(values: list[str], *, max_part_size: int) -> int | None
         return None
     lengths = set()
     for value in values:
-        raw = value.encode("latin-1")
-        if not _DECIMAL.fullmatch(raw):
+        if not (value.isascii() and value.isdigit()):
             raise RemoteProtocolError(f"invalid part Content-Length {value[:40]!r}")
-        digits = raw.lstrip(b"0") or b"0"
+        digits = value.lstrip("0") or "0"
         # Compare the digit count first: never turn a huge string into an int.
         if len(digits) > len(str(max_part_size)) or int(digits) > max_part_size:
             raise RemoteProtocolError(
