@@ -428,6 +428,8 @@ class MultipartDemuxer:
 
     def _handle_after_fill(self, events: list[Event]) -> bool:
         buf, end = self._buf, self._end
+        if self._start == end:
+            return False
         if self._fast is not None:
             used = self._fast_next(buf, self._start, end, events)
             if used:
