@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import GatewayError, UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.ingest.connection import Target, credentials_from_url, open_stream
-from gateway.ingest.raw import RawConsumer
+from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets
 from gateway.ingest.stream import STREAM_PATHS
 
@@ -105,8 +106,6 @@ class _Watcher:
         media = content_type.split(";", 1)[0].strip().lower()
         consumer: BodyConsumer
         if media.startswith("multipart/"):
-            from gateway.demux.multipart import MultipartDemuxer  # noqa: PLC0415
-
             consumer = MultipartDemuxer(content_type, check_jpeg=False)
         elif media.startswith(("video/", "audio/", "image/")):
             consumer = RawConsumer(media)
@@ -118,13 +117,12 @@ class _Watcher:
     def on_events(self, events: list[Any]) -> None:
         now = time.monotonic_ns()
         for event in events:
-            name = type(event).__name__
-            if name == "PartReceived":
+            if isinstance(event, PartReceived):
                 self._count(now)
-                self._identify(event.content_type or "", event.payload)
-            elif name == "PartDropped":
+                self._identify(event.content_type, event.payload)
+            elif isinstance(event, PartDropped):
                 self.report.dropped += 1
-            elif name == "RawReceived":
+            elif isinstance(event, RawReceived):
                 self._raw(now, event.content_type, event.payload)
 
     def _count(self, now: int, n: int = 1) -> None:

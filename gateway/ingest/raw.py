@@ -32,6 +32,8 @@ class RawConsumer:
         self._pos = 0
         #: Bytes received.
         self.bytes_received = 0
+        #: Bytes copied (only those fed through ``receive_data``).
+        self.bytes_copied = 0
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Return the free tail of the current block (a new block when it is full)."""
@@ -55,6 +57,7 @@ class RawConsumer:
         if not len(data):
             return []
         self.bytes_received += len(data)
+        self.bytes_copied += len(data)
         return [RawReceived(bytes(data), self._content_type)]
 
     def receive_eof(self) -> list[RawReceived]:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from gateway.config import CameraConfig
 from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.backoff import Failure, ReconnectPolicy, StallWatchdog
@@ -57,14 +58,17 @@ def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
     content_type = head.get("content-type", "") or ""
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
-        from gateway.demux.multipart import MultipartDemuxer  # noqa: PLC0415
-
         return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
     if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
         return RawConsumer(media)
     if kind is StreamKind.AUDIO and media.startswith("audio/"):
         return RawConsumer(media)
     raise UpstreamError(f"unexpected content type {media or '(none)'}")
+
+
+def _copied(consumer: BodyConsumer) -> int:
+    copied = getattr(consumer, "bytes_copied", 0)
+    return copied if isinstance(copied, int) else 0
 
 
 def _failure_of(exc: BaseException) -> Failure:
@@ -159,6 +163,7 @@ class CameraStream:
         self.resolution: tuple[int, int] | None = None
         self.codec: str | None = None
         self._copied_done = 0
+        self._consumer: BodyConsumer | None = None
         #: State changes as (monotonic time, state), newest last (bounded).
         self.history: collections.deque[tuple[float, StreamState]] = collections.deque(maxlen=64)
 
@@ -177,8 +182,13 @@ class CameraStream:
 
     @property
     def bytes_copied(self) -> int:
-        """Return payload bytes copied out of scratch buffers (the copy budget's numerator)."""
-        live = self._protocol.copied if self._protocol is not None else 0
+        """Return body bytes copied after the kernel handed them over (copy budget numerator).
+
+        Every copy happens in a consumer (the demuxer or the raw consumer): bytes that
+        shared a scratch read with the response head or a chunk-size line are copied
+        into it once, and the demuxer counts its own copies.
+        """
+        live = _copied(self._consumer) if self._consumer is not None else 0
         return self._copied_done + live
 
     def fps_in(self, now_ns: int | None = None) -> float:
@@ -267,14 +277,16 @@ class CameraStream:
         except GatewayError as exc:
             return _failure_of(exc), str(exc)
         self._protocol = protocol = opened.protocol
+        self._consumer = consumer[0]
         try:
             self._went_live(opened.head, consumer[0])
             return await self._watch(protocol)
         finally:
             protocol.abort(UpstreamError("stopped"))
             self._bytes_done += protocol.bytes_in
-            self._copied_done += protocol.copied
+            self._copied_done += _copied(consumer[0])
             self._protocol = None
+            self._consumer = None
 
     def _went_live(self, head: ResponseHead, consumer: BodyConsumer) -> None:
         self.content_type = head.get("content-type")
@@ -326,13 +338,12 @@ class CameraStream:
 
     def _handle_events(self, events: list[Any]) -> None:
         for event in events:
-            name = type(event).__name__
-            if name in ("PartReceived", "RawReceived"):
+            if isinstance(event, PartReceived | RawReceived):
                 self._deliver(event)
-            elif name == "PartDropped":
+            elif isinstance(event, PartDropped):
                 self.frames_dropped += 1
 
-    def _deliver(self, event: Any) -> None:
+    def _deliver(self, event: PartReceived | RawReceived) -> None:
         content_type: str = event.content_type or _DEFAULT_TYPES[self.kind]
         media = content_type.split(";", 1)[0].strip().lower()
         if not media.startswith(_FRAME_TYPES[self.kind]):
