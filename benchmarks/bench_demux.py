@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under 60 s)")
     parser.add_argument("--parts", type=int, default=2000, help="parts per stream (>= 2000)")
     args = parser.parse_args()
-    results = {"benchmark": "demux", **bench_demux(args.parts, 2 if args.quick else 5)}
+    results = {"benchmark": "demux", **bench_demux(args.parts, 3 if args.quick else 10)}
     # Ingest over loopback (payload bytes per CPU-second, copies per payload byte) belongs
     # to the ingest benchmark; it can add its figures to this dict before it is printed.
     print(json.dumps(results))

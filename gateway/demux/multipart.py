@@ -16,12 +16,12 @@ resume where they stopped, so every input byte is examined a bounded number of t
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.demux import parts
+from gateway.demux.delimiter import CLOSE, MORE, NO, OPEN, Delimiter
 from gateway.demux.parts import DropReason
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.media import Payload
@@ -31,9 +31,7 @@ Data = bytes | bytearray | memoryview
 _READ_SIZE = 65536  # scratch read when the caller gives no size hint
 _HEAD_READ = 1024  # scratch read between Content-Length parts: few body bytes ride along
 _MIN_SCRATCH = 2 * _READ_SIZE
-_MAX_PAD = 256  # transport padding after a delimiter (RFC 2046 §5.1.1)
 _MAX_GAP = 1024  # line breaks tolerated between a Content-Length body and its delimiter
-_NO, _OPEN, _CLOSE = 0, 1, 2  # what a "--boundary" occurrence turned out to be
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +110,10 @@ class MultipartDemuxer:
         self._max_preamble = max_preamble
         self._max_boundary = max_boundary_length
         self._check_jpeg = check_jpeg
-        #: The boundary, declared or learned, without the leading ``--``.
-        self.boundary = parts.declared_boundary(content_type, max_length=max_boundary_length)
-        self._needle: bytes | None = None
-        self._fast: re.Pattern[bytes] | None = None
-        if self.boundary:
-            self._learn(self.boundary)
+        declared = parts.declared_boundary(content_type, max_length=max_boundary_length)
+        self._delim = Delimiter(
+            declared, max_length=max_boundary_length, max_header_block=max_header_block
+        )
         #: Parts delivered as PartReceived.
         self.parts_received = 0
         #: Parts reported as PartDropped.
@@ -145,8 +141,9 @@ class MultipartDemuxer:
         self._block_bytes = 0
         self._content_type: str | None = None
         self._length: int | None = None
-        self._part = bytearray()
+        self._part: bytearray | memoryview = bytearray()
         self._filled = 0
+        self._inlined = 0  # body bytes _begin_body took as a view of the caller's chunk
         self._emitted = False  # the current part was delivered before its delimiter
         self._scan = 0  # SCAN/SKIP: resume offset from _start; never rescans
         self._rescued = 0  # bytes at the front of scratch re-read after a length mismatch
@@ -158,11 +155,18 @@ class MultipartDemuxer:
         self._eof = False
         self._error: str | None = None
 
+    @property
+    def boundary(self) -> bytes | None:
+        """The boundary, declared or learned, without the leading ``--``."""
+        return self._delim.boundary
+
     # -- public API -------------------------------------------------------------------
 
     def receive_data(self, data: Data) -> list[Event]:
         """Feed bytes read elsewhere (each is copied once, into its final buffer if known)."""
         view = memoryview(data).cast("B")
+        # Parts wholly inside an immutable chunk are delivered as views of it: no copy.
+        inline = view.readonly and isinstance(view.obj, bytes)
         events: list[Event] = []
         pos, size = 0, len(view)
         while pos < size:
@@ -179,7 +183,7 @@ class MultipartDemuxer:
                     self._fill_done(events)
                 continue
             if self._start == self._end and self._state is _State.AFTER_FILL:
-                used = self._guard(self._fast_next, view, pos, size, events)
+                used = self._guard(self._fast_next, view, pos, size, events, inline)
                 if used:
                     self.bytes_received += used
                     pos += used
@@ -297,21 +301,24 @@ class MultipartDemuxer:
             raise
         return events
 
-    def _guard(self, step: Callable[[Data, int, int, list[Event]], int], *args: Any) -> int:
+    def _guard(self, step: Callable[..., int], *args: Any) -> int:
         try:
             return step(*args)
         except RemoteProtocolError as exc:
             self._error = str(exc)
             raise
 
-    def _fast_next(self, src: Data, pos: int, end: int, events: list[Event]) -> int:
+    def _fast_next(
+        self, src: Data, pos: int, end: int, events: list[Event], inline: bool = False
+    ) -> int:
         """Match delimiter line and header block after a Content-Length body in one go.
 
         The common case of the general path, as one regex; returns bytes used, or 0 to
         leave anything unusual (split reads, padding, limits) to the state handlers.
         """
-        assert self._fast is not None
-        match = self._fast.match(src, pos, min(end, pos + self._fast_span))
+        fast = self._delim.fast
+        assert fast is not None
+        match = fast.match(src, pos, min(end, pos + self._delim.fast_span))
         if match is None:
             return 0
         lines = match.group(1).splitlines()
@@ -322,8 +329,10 @@ class MultipartDemuxer:
         if not self._emitted:
             self._deliver(events, memoryview(self._part).toreadonly())
         self._headers = [parts.parse_header_line(line) for line in lines]
-        self._begin_body(events)
-        return match.end() - pos
+        body = memoryview(src)[match.end() : end] if inline else None
+        self._begin_body(events, body)
+        used, self._inlined = match.end() - pos + self._inlined, 0
+        return used
 
     def _pending_text(self) -> bool:
         pending = self._end - self._start
@@ -351,7 +360,7 @@ class MultipartDemuxer:
                 raise RemoteProtocolError(
                     f"boundary exceeds max_boundary_length ({self._max_boundary} bytes)"
                 )
-            self._learn(found)
+            self._delim.learn(found)
             self._consume(eol + 1 - p)
             self._state = _State.HEADERS
             return True
@@ -430,7 +439,7 @@ class MultipartDemuxer:
         buf, end = self._buf, self._end
         if self._start == end:
             return False
-        if self._fast is not None:
+        if self._delim.fast is not None:
             used = self._fast_next(buf, self._start, end, events)
             if used:
                 self._consume(used)
@@ -441,23 +450,23 @@ class MultipartDemuxer:
         p = gap
         if p == end:
             return False
-        if self._needle is None:
-            found = self._learn_at(p, end)
+        if self._delim.needle is None:
+            found = self._delim.learn_at(buf, p, end)
             if found is None:
                 return False
-            if found == _NO:
+            if found == NO:
                 return self._mismatch()
-            kind, stop = _OPEN, found
+            kind, stop = OPEN, found
         else:
-            needle = self._needle
+            needle = self._delim.needle
             if end - p < len(needle):
                 return False if needle.startswith(bytes(buf[p:end])) else self._mismatch()
             if not buf.startswith(needle, p):
                 return self._mismatch()
-            kind, stop = self._delimiter_tail(p + len(needle), end)
-            if kind < 0:
+            kind, stop = self._delim.tail(buf, p + len(needle), end)
+            if kind == MORE:
                 return False
-            if kind == _NO:
+            if kind == NO:
                 return self._mismatch()
         if not self._emitted:
             self._deliver(events, memoryview(self._part).toreadonly())
@@ -467,8 +476,8 @@ class MultipartDemuxer:
 
     def _handle_scan(self, events: list[Event]) -> bool:
         p = self._start
-        kind, at, stop = self._find_delimiter(p + self._scan, self._end)
-        if kind < 0:
+        kind, at, stop = self._delim.find(self._buf, p + self._scan, self._end)
+        if kind == MORE:
             self._scan = at - p
             if self._scan > self._max_part + 2:
                 self._part_too_big()
@@ -481,11 +490,11 @@ class MultipartDemuxer:
 
     def _handle_skip(self, events: list[Event]) -> bool:
         p = self._start
-        kind, at, stop = self._find_delimiter(p + self._scan, self._end)
+        kind, at, stop = self._delim.find(self._buf, p + self._scan, self._end)
         self._drop_size += at - p
         if self._drop_size > self._max_part + 2:
             self._part_too_big()
-        if kind < 0:
+        if kind == MORE:
             self._consume(at - p)  # discarded; memory stays bounded
             self._scan = 0
             return False
@@ -521,7 +530,7 @@ class MultipartDemuxer:
         if self._block_bytes > self._max_block:
             self._block_too_big()
 
-    def _begin_body(self, events: list[Event]) -> bool:
+    def _begin_body(self, events: list[Event], inline: memoryview | None = None) -> bool:
         headers = self._headers
         self._content_type = next((v for k, v in headers if k == "content-type"), None)
         lengths = [v for k, v in headers if k == "content-length"]
@@ -533,6 +542,11 @@ class MultipartDemuxer:
         if self._length is None or self._rescued:
             # Inside bytes re-read after a mismatch the delimiter decides (never refill).
             self._state = _State.SCAN
+            return True
+        if inline is not None and len(inline) >= self._length:
+            self._part = inline[: self._length]  # read-only: a view of the caller's bytes
+            self._filled = self._inlined = self._length
+            self._fill_done(events)
             return True
         self._part = bytearray(self._length)  # validated against max_part_size above
         self._filled = 0
@@ -602,8 +616,9 @@ class MultipartDemuxer:
             self._drop_reason, self._drop_size = None, 0
             return True
         part = memoryview(self._part)[: self._filled]
-        needle = self._needle or b"\n--"
-        at = self._part.find(needle, 0, self._filled)
+        needle = self._delim.needle or b"\n--"
+        body = self._part if isinstance(self._part, bytearray) else bytes(self._part)
+        at = body.find(needle, 0, self._filled)
         reason = DropReason.LENGTH_MISMATCH
         if at < 0:
             at, reason = max(0, self._filled - len(needle) + 1), unfound
@@ -614,7 +629,7 @@ class MultipartDemuxer:
         return True
 
     def _after_delimiter(self, events: list[Event], kind: int) -> bool:
-        if kind == _CLOSE:
+        if kind == CLOSE:
             return self._close(events)
         self._state = _State.HEADERS
         return True
@@ -623,73 +638,6 @@ class MultipartDemuxer:
         events.append(StreamEnded())
         self._state = _State.CLOSED
         return True
-
-    # -- delimiters -------------------------------------------------------------------
-
-    def _learn(self, boundary: bytes) -> None:
-        self.boundary = boundary
-        self._needle = b"--" + boundary
-        self._fast = re.compile(
-            rb"\r?\n%s[ \t]{0,%d}\r?\n(%s)\r?\n"
-            % (re.escape(self._needle), _MAX_PAD - 2, parts.HEADER_LINES)
-        )
-        self._fast_span = 2 + len(self._needle) + _MAX_PAD + self._max_block
-
-    def _find_delimiter(self, pos: int, end: int) -> tuple[int, int, int]:
-        """Find the next delimiter from ``pos``: (kind, where "--" starts, end of line).
-
-        kind < 0 means none yet; then ``where`` is the earliest offset it may still start.
-        """
-        buf, needle = self._buf, self._needle
-        while True:
-            if needle is None:  # no boundary known yet: a delimiter line teaches it
-                at = buf.find(b"\n--", pos, end)
-                if at < 0:
-                    return -1, max(pos, end - 2), 0
-                stop = self._learn_at(at + 1, end)
-                if stop is None:
-                    return -1, at, 0
-                if stop != _NO:
-                    return _OPEN, at + 1, stop
-                pos = at + 1
-                continue
-            at = buf.find(needle, pos, end)
-            if at < 0:
-                return -1, max(pos, end - len(needle) + 1), 0
-            kind, stop = self._delimiter_tail(at + len(needle), end)
-            if kind < 0:
-                return -1, at, 0
-            if kind != _NO:
-                return kind, at, stop
-            pos = at + 1
-
-    def _delimiter_tail(self, q: int, end: int) -> tuple[int, int]:
-        """Classify what follows ``--boundary``: (-1 need more | _NO | _OPEN | _CLOSE, end)."""
-        buf = self._buf
-        if q >= end:
-            return -1, 0
-        if buf[q] == 0x2D:
-            if q + 1 >= end:
-                return -1, 0
-            return (_CLOSE, q + 2) if buf[q + 1] == 0x2D else (_NO, 0)
-        line = parts.PAD_EOL.match(buf, q, min(end, q + _MAX_PAD))
-        if line is not None:
-            return _OPEN, line.end()
-        if parts.span(parts.PAD_PARTIAL, buf, q, end) == end and end - q < _MAX_PAD:
-            return -1, 0
-        return _NO, 0
-
-    def _learn_at(self, p: int, end: int) -> int | None:
-        """Learn the boundary from a delimiter line at ``p``: its end, _NO, or None (more)."""
-        limit = p + 2 + self._max_boundary + _MAX_PAD + 2
-        eol = self._buf.find(b"\n", p, min(end, limit))
-        if eol < 0:
-            return None if end < limit else _NO
-        found = parts.boundary_of_line(bytes(self._buf[p:eol]).rstrip(b"\r"))
-        if found is None or len(found) > self._max_boundary:
-            return _NO
-        self._learn(found)
-        return eol + 1
 
     # -- limits -----------------------------------------------------------------------
 

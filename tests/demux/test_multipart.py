@@ -423,3 +423,27 @@ def test_ffmpeg_mpjpeg_muxer_output_is_parsed_frame_exact(feed: Feeder) -> None:
         assert error is None
         assert payloads(events) == packets
     assert MultipartDemuxer(None).receive_data(data[:20]) == []
+
+
+def test_parts_inside_an_immutable_chunk_are_views_of_it() -> None:
+    demuxer = MultipartDemuxer(CT)
+    demuxer.receive_data(part(J1)[:-2])  # the first part goes through scratch
+    chunk = b"\r\n" + part(J2) + part(J3)[:-2]
+    before = demuxer.bytes_copied
+    events = demuxer.receive_data(chunk)
+    assert payloads(events) == [J2, J3]
+    for event in events:
+        assert isinstance(event, PartReceived)
+        assert isinstance(event.payload, memoryview)
+        assert event.payload.obj is chunk
+    assert demuxer.bytes_copied == before
+
+
+def test_mutable_input_is_copied() -> None:
+    demuxer = MultipartDemuxer(CT)
+    demuxer.receive_data(part(J1)[:-2])
+    chunk = bytearray(b"\r\n" + part(J2)[:-2])
+    events = demuxer.receive_data(chunk)
+    chunk[:] = bytes(len(chunk))  # the caller reuses its buffer
+    assert payloads(events) == [J2]
+    assert demuxer.bytes_copied == len(J1) + len(J2)
