@@ -171,8 +171,7 @@ def bench_demux(parts: int, repeat: int) -> dict[str, float]:
         print(f"\n{'with' if with_length else 'without'} Content-Length: {len(data) / 1e6:.1f} MB")
         mbps: dict[str, float] = {}
         for name, runner in runners.items():
-            runs = 1 if name.startswith("aiohttp") else repeat
-            seconds, got, size = measure(runner, data, parts, runs)
+            seconds, got, size = measure(runner, data, parts, repeat)
             if (got, size) != (parts, expected):
                 raise SystemExit(
                     f"{name}: got {got} parts / {size} bytes, want {parts} / {expected}"
