@@ -29,6 +29,7 @@ from gateway.media import Payload
 Data = bytes | bytearray | memoryview
 
 _READ_SIZE = 65536  # scratch read when the caller gives no size hint
+_MAX_READ = 2**20  # a size hint never makes scratch grow by more than this per read
 _HEAD_READ = 1024  # scratch read between Content-Length parts: few body bytes ride along
 _MIN_SCRATCH = 2 * _READ_SIZE
 _MAX_GAP = 1024  # line breaks tolerated between a Content-Length body and its delimiter
@@ -200,7 +201,7 @@ class MultipartDemuxer:
         if self._state is _State.FILL and self._start == self._end:
             self._into_part = True
             return memoryview(self._part)[self._filled :]
-        want = sizehint if sizehint > 0 else _READ_SIZE
+        want = min(sizehint, _MAX_READ) if sizehint > 0 else _READ_SIZE
         if self._last_had_length and self._state in (_State.HEADERS, _State.AFTER_FILL):
             want = min(want, _HEAD_READ)
         self._reserve(want)

@@ -273,6 +273,10 @@ def test_between_parts_reads_are_small() -> None:
     assert len(demuxer.get_buffer(65536)) <= 1024
 
 
+def test_huge_size_hint_does_not_allocate_it() -> None:
+    assert len(MultipartDemuxer(CT).get_buffer(2**40)) <= 2**20
+
+
 def test_counters(feed: Feeder) -> None:
     demuxer = MultipartDemuxer(CT)
     data = part(J1) + part(J1[:-3]) + part(J2, length=False)
