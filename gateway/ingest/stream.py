@@ -17,9 +17,9 @@ from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.backoff import Failure, ReconnectPolicy, StallWatchdog
-from gateway.ingest.codec import jpeg_size, mpeg_video_info
+from gateway.ingest.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.ingest.connection import IngestProtocol, Target, open_stream
-from gateway.ingest.raw import RawConsumer, RawReceived
+from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets
 from gateway.media import NS_PER_SECOND, VIDEO_TIME_BASE, Frame, Payload, StreamKind, StreamState
 
@@ -60,7 +60,7 @@ def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
     if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
         return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
     if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
-        return RawConsumer(media)
+        return RawConsumer(media, marker=PICTURE_START)
     if kind is StreamKind.AUDIO and media.startswith("audio/"):
         return RawConsumer(media)
     raise UpstreamError(f"unexpected content type {media or '(none)'}")
@@ -155,6 +155,9 @@ class CameraStream:
         #: The newest frame, for snapshots and new clients.
         self.latest: Frame | None = None
         self.frames_in = 0
+        #: Exceptions raised by ``on_frame`` (logged once).
+        self.callback_errors = 0
+        self._counts_pictures = kind is StreamKind.MPEG2
         self.frames_dropped = 0
         self.reconnects = 0
         self.last_error: str | None = None
@@ -364,14 +367,18 @@ class CameraStream:
             headers=() if isinstance(event, RawReceived) else tuple(event.headers),
         )
         self._seq += 1
-        self.frames_in += 1
-        self._arrivals.append(received_ns)
+        # An MPEG-2 read is a run of bytes: frames_in and fps_in count the pictures in it.
+        pictures = event.markers if isinstance(event, RawReceived) and self._counts_pictures else 1
+        self.frames_in += pictures
+        self._arrivals.extend([received_ns] * pictures)
         self.latest = frame
         if self.on_frame is not None:
             try:
                 self.on_frame(frame)
-            except Exception:
-                self.log.exception("on_frame callback failed")
+            except Exception as exc:
+                self.callback_errors += 1
+                if self.callback_errors == 1:  # once: a broken callback must not flood the log
+                    self.log.error("on_frame callback failed: %r", exc, exc_info=exc)
 
     def _inspect(self, media: str, payload: Payload) -> None:
         if media == "image/jpeg":
@@ -384,7 +391,7 @@ class CameraStream:
             elif self._seq < _MAX_SCANS:
                 self._want_resolution = True  # the sequence header may come later
         else:
-            self.codec = media
+            self.codec = codec_name(media)
 
 
 #: Reads of an MPEG-2 stream scanned for a sequence header before giving up.

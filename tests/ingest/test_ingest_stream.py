@@ -243,11 +243,30 @@ async def test_live_mpeg2_stream_counts_frames_and_describes_itself() -> None:
     request = fake.requests[0]
     assert request.headers["host"] == f"127.0.0.1:{fake.port}"
     assert request.headers["connection"] == "close"
+    assert request.headers["accept"] == "video/mpeg, video/mp2t;q=0.5"
     assert request.headers["user-agent"].startswith("gateway/")
     assert "authorization" not in request.headers
     # Socket reads landed in the consumer's blocks: only the bytes sharing the head's
     # read were copied, once.
     assert stream.bytes_copied <= 4096
+
+
+async def test_a_failing_callback_is_logged_once_and_ingest_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(frame: Frame) -> None:
+        raise ValueError(f"bad frame {frame.seq}")
+
+    fake = FakeCamera([mpeg()])
+    async with running(fake):
+        stream = CameraStream(camera_for(fake), StreamKind.MPEG2, on_frame=broken)
+        async with streaming(stream):
+            await until(lambda: stream.frames_in >= 10)
+    assert stream.callback_errors >= 10
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "camera cam1 mpeg2: on_frame callback failed: ValueError('bad frame 0')"
+    ]
 
 
 async def test_stall_reconnects() -> None:
