@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from gateway.demux import parts
 from gateway.demux.delimiter import CLOSE, MORE, NO, OPEN, Delimiter
@@ -318,7 +318,8 @@ class MultipartDemuxer:
         leave anything unusual (split reads, padding, limits) to the state handlers.
         """
         fast = self._delim.fast
-        assert fast is not None
+        if fast is None:
+            return 0
         match = fast.match(src, pos, min(end, pos + self._delim.fast_span))
         if match is None:
             return 0
@@ -351,6 +352,8 @@ class MultipartDemuxer:
                     f"preamble exceeds max_preamble ({self._max_preamble} bytes)"
                 )
             return False
+        if eol - p > budget:  # checked first: whatever the line is, as if read bytewise
+            raise RemoteProtocolError(f"preamble exceeds max_preamble ({self._max_preamble} bytes)")
         line = bytes(buf[p:eol]).rstrip(b"\r")
         found = parts.boundary_of_line(line)
         if found is not None:
@@ -408,11 +411,15 @@ class MultipartDemuxer:
                 return False  # could still become a header line
             return self._begin_body(events)  # cannot be a header: the body starts here
         eol = buf.find(b"\n", p, min(end, p + self._max_line + 2))
-        if eol < 0:
-            if end - p > self._max_line + 1:
+        # Raise what a reader fed byte by byte would have raised first, however it was fed.
+        seen = (end if eol < 0 else eol) - p
+        line_limit = self._max_line + 2  # line bytes, CR included, that break max_line_size
+        block_limit = self._max_block - self._block_bytes + 1
+        if seen >= min(line_limit, block_limit):
+            if line_limit <= block_limit:
                 self._line_too_long()
-            if self._block_bytes + end - p > self._max_block:
-                self._block_too_big()
+            self._block_too_big()
+        if eol < 0:
             return False
         line = bytes(buf[p:eol])
         if len(line.removesuffix(b"\r")) > self._max_line:
@@ -642,13 +649,13 @@ class MultipartDemuxer:
 
     # -- limits -----------------------------------------------------------------------
 
-    def _line_too_long(self) -> None:
+    def _line_too_long(self) -> NoReturn:
         raise RemoteProtocolError(f"header line exceeds max_line_size ({self._max_line} bytes)")
 
-    def _block_too_big(self) -> None:
+    def _block_too_big(self) -> NoReturn:
         raise RemoteProtocolError(
             f"header block exceeds max_header_block ({self._max_block} bytes)"
         )
 
-    def _part_too_big(self) -> None:
+    def _part_too_big(self) -> NoReturn:
         raise RemoteProtocolError(f"part exceeds max_part_size ({self._max_part} bytes)")
