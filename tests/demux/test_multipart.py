@@ -451,3 +451,38 @@ def test_mutable_input_is_copied() -> None:
     chunk[:] = bytes(len(chunk))  # the caller reuses its buffer
     assert payloads(events) == [J2]
     assert demuxer.bytes_copied == len(J1) + len(J2)
+
+
+def test_no_content_type_no_initial_boundary_with_length(feed: Feeder) -> None:
+    body = part(J1)[len(b"--myboundary\r\n") :] + part(J2) + part(J3)
+    events, error = feed(None, body + b"--myboundary--")
+    assert error is None
+    assert payloads(events) == [J1, J2, J3]
+
+
+@pytest.mark.parametrize(
+    ("data", "limits", "message"),
+    [
+        # A long delimiter-like line breaks the preamble budget before its end is seen.
+        (
+            b"--" + b"b" * 40 + b"\r\n",
+            {"max_preamble": 30, "max_boundary_length": 20},
+            "preamble exceeds max_preamble (30 bytes)",
+        ),
+        # The block overflows inside the line that would also be one header too many.
+        (
+            b"--myboundary\r\n" + b"X-A: 1234567890\r\n" * 3 + b"\r\n",
+            {"max_headers": 1, "max_header_block": 30},
+            "header block exceeds max_header_block (30 bytes)",
+        ),
+        (
+            b"--myboundary\r\nX-A: 1\r\nX-B: " + b"a" * 80 + b"\r\n\r\n",
+            {"max_line_size": 40, "max_header_block": 30},
+            "header block exceeds max_header_block (30 bytes)",
+        ),
+    ],
+)
+def test_the_first_limit_broken_is_reported_however_fed(
+    feed: Feeder, data: bytes, limits: dict[str, int], message: str
+) -> None:
+    assert _limit_error(feed, data + part(J1), **limits) == message
