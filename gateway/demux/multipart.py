@@ -164,7 +164,7 @@ class MultipartDemuxer:
     # -- public API -------------------------------------------------------------------
 
     def receive_data(self, data: Data) -> list[Event]:
-        """Feed bytes read elsewhere (each is copied once, into its final buffer if known)."""
+        """Feed bytes read elsewhere; each is copied at most once (parts inside bytes: never)."""
         view = memoryview(data).cast("B")
         # Parts wholly inside an immutable chunk are delivered as views of it: no copy.
         inline = view.readonly and isinstance(view.obj, bytes)
@@ -270,12 +270,12 @@ class MultipartDemuxer:
         need = live + want
         size = len(self._buf)
         view = memoryview(self._buf)
-        if self._start >= live and need <= size and not (size > 4 * _MIN_SCRATCH >= 4 * need):
+        shrink = size > 4 * _MIN_SCRATCH and need <= _MIN_SCRATCH  # after one huge part
+        if self._start >= live and need <= size and not shrink:
             # In place: the bytes moved are fewer than those consumed since the last move.
             view[:live] = view[self._start : self._end]
         else:
-            grow = need > size or self._start < live
-            new = bytearray(max(need, 2 * size) if grow else max(_MIN_SCRATCH, 2 * need))
+            new = bytearray(max(_MIN_SCRATCH, 2 * need) if shrink else max(need, 2 * size))
             new[:live] = view[self._start : self._end]
             self._buf = new
         self._start, self._end = 0, live
