@@ -137,7 +137,6 @@ class MultipartDemuxer:
             _State.CLOSED: self._handle_closed,
         }
         self._preamble_bytes = 0
-        self._preamble_text = False  # a non-blank preamble line was seen
         self._headers: list[tuple[str, str]] = []
         self._block_bytes = 0
         self._content_type: str | None = None
@@ -368,13 +367,14 @@ class MultipartDemuxer:
             self._consume(eol + 1 - p)
             self._state = _State.HEADERS
             return True
-        if not self._preamble_text and parts.HEADER_START.match(line):
-            self._state = _State.HEADERS  # no initial boundary: the body opens with headers
+        if parts.HEADER_START.match(line):
+            # No initial boundary: the first part opens with its headers (after a
+            # preamble, too; at worst a header-like preamble line yields one empty part).
+            self._state = _State.HEADERS
             return True
         if eol + 1 - p > budget:
             raise RemoteProtocolError(f"preamble exceeds max_preamble ({self._max_preamble} bytes)")
         self._preamble_bytes += eol + 1 - p
-        self._preamble_text = self._preamble_text or bool(line.strip())
         self._consume(eol + 1 - p)
         return True
 

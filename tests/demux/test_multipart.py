@@ -87,6 +87,11 @@ def test_vapix_mjpeg_with_content_length(feed: Feeder) -> None:
         pytest.param(CT, b"myboundary\r\nsome text\r\n\r\n" + part(J1) + part(J2), id="preamble"),
         pytest.param(
             CT,
+            b"preamble text\r\n\r\n" + part(J1)[len(b"--myboundary\r\n") :] + part(J2),
+            id="preamble-no-initial-boundary",
+        ),
+        pytest.param(
+            CT,
             part(J1)
             .replace(b"Content-Type", b"CONTENT-type")
             .replace(b"Content-Length", b"content-LENGTH")
