@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -263,6 +264,33 @@ class ChunkReader:
         return None
 
 
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    source: Source,
+    deadline: float | None,
+    unit: Callable[[Chunk, int], tuple[bytes, int]],
+) -> web.StreamResponse:
+    """Send every chunk of ``source`` in order, framed by ``unit`` -> (bytes, head length)."""
+    faults = Faults(request[QUIRKS])
+    source.subscribe()
+    try:
+        reader, sent = ChunkReader(source), 0
+        while (chunks := await reader.read(deadline)) is not None:
+            for chunk in chunks:
+                data, head_length = unit(chunk, sent)
+                if await faults.before(request, response, sent, data, head_length):
+                    return response
+                await response.write(data)
+                sent += 1
+        await response.write_eof()
+    except ConnectionError:
+        log.debug("%s client %s left", request.path, request.remote)
+    finally:
+        source.unsubscribe()
+    return response
+
+
 async def mpeg2(request: web.Request) -> web.StreamResponse:
     """Serve MPEG-2 video as elementary or program stream (§5.3.1/5.3.2)."""
     state = _state(request)
@@ -272,23 +300,8 @@ async def mpeg2(request: web.Request) -> web.StreamResponse:
         raise ParamError(f"format must be es or ps, got {container!r}")
     deadline = _deadline(request)
     source = state.mpeg2_source(channel, size, container == "ps")
-    faults = Faults(request[QUIRKS])
     response = await _open(request, "video/mpeg")
-    source.subscribe()
-    try:
-        reader, sent = ChunkReader(source), 0
-        while (chunks := await reader.read(deadline)) is not None:
-            for chunk in chunks:
-                if await faults.before(request, response, sent, chunk.data, 0):
-                    return response
-                await response.write(chunk.data)
-                sent += 1
-        await response.write_eof()
-    except ConnectionError:
-        log.debug("mpeg2 client %s left", request.remote)
-    finally:
-        source.unsubscribe()
-    return response
+    return await _pump(request, response, source, deadline, lambda chunk, sent: (chunk.data, 0))
 
 
 async def audio(request: web.Request) -> web.StreamResponse:
@@ -302,26 +315,16 @@ async def audio(request: web.Request) -> web.StreamResponse:
     deadline = _deadline(request)
     framing: Framing = make_framing(request[QUIRKS], content_length=False, audio=True)
     source = state.audio_source(channel, codec)
-    faults = Faults(request[QUIRKS])
     response = await _open(request, framing.content_type)
-    source.subscribe()
-    try:
-        await response.write(framing.opening())
-        reader, sent = ChunkReader(source), 0
-        while (chunks := await reader.read(deadline)) is not None:
-            for chunk in chunks:
-                head = framing.head(codec.content_type, len(chunk.data), sent)
-                unit = b"".join((head, chunk.data, framing.tail()))
-                if await faults.before(request, response, sent, unit, len(head)):
-                    return response
-                await response.write(unit)
-                sent += 1
-        await response.write_eof()
-    except ConnectionError:
-        log.debug("audio client %s left", request.remote)
-    finally:
-        source.unsubscribe()
-    return response
+
+    def unit(chunk: Chunk, sent: int) -> tuple[bytes, int]:
+        # The opening (preamble, first delimiter) rides with the first part.
+        head = (framing.opening() if sent == 0 else b"") + framing.head(
+            codec.content_type, len(chunk.data), sent
+        )
+        return b"".join((head, chunk.data, framing.tail())), len(head)
+
+    return await _pump(request, response, source, deadline, unit)
 
 
 async def audio_params(request: web.Request) -> web.StreamResponse:
