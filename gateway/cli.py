@@ -132,6 +132,7 @@ async def _serve(config: GatewayConfig) -> int:
         log.info("gateway %s serving on http://%s:%d/", __version__, shown, port)
         await asyncio.Event().wait()
     finally:
+        log.info("shutting down")
         await runner.cleanup()
     return 0
 

@@ -187,6 +187,7 @@ def test_gateway_serve_command_runs_the_demo() -> None:
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"serving on http://127.0.0.1:{port}/" in err
+    assert err.rstrip().endswith("shutting down")
     assert "Traceback" not in err
 
 
