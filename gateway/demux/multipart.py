@@ -7,10 +7,11 @@ ends at a blank line *or* at the first line that cannot be a header (VAPIX audio
 may omit the blank line).
 
 Zero copy: while a part of known Content-Length is being read, ``get_buffer`` returns
-the unfilled tail of a bytearray of exactly that length, so ``recv_into`` lands the
-bytes in the frame's final buffer; the payload is a read-only view of it. Everything
-else goes through a scratch buffer that is consumed by offsets, and delimiter scans
-resume where they stopped, so every input byte is examined a bounded number of times.
+the unfilled tail of a buffer of exactly that length (``numpy.empty``, not zero-filled
+as a bytearray would be), so ``recv_into`` lands the bytes in the frame's final buffer;
+the payload is a read-only view of it. Everything else goes through a scratch buffer
+that is consumed by offsets, and delimiter scans resume where they stopped, so every
+input byte is examined a bounded number of times.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
+
+import numpy
 
 from gateway.demux import parts
 from gateway.demux.delimiter import CLOSE, MORE, NO, OPEN, Delimiter
@@ -33,6 +36,8 @@ _MAX_READ = 2**20  # a size hint never makes scratch grow by more than this per 
 _HEAD_READ = 1024  # scratch read between Content-Length parts: few body bytes ride along
 _MIN_SCRATCH = 2 * _READ_SIZE
 _MAX_GAP = 1024  # line breaks tolerated between a Content-Length body and its delimiter
+_MAX_KINDS = 64  # Content-Type values whose media type is remembered
+_EMPTY = memoryview(b"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,8 @@ class MultipartDemuxer:
         self._block_bytes = 0
         self._content_type: str | None = None
         self._length: int | None = None
-        self._part: bytearray | memoryview = bytearray()
+        self._part = _EMPTY
+        self._kinds: dict[str, tuple[str, bool]] = {}  # Content-Type: (media type, JPEG)
         self._filled = 0
         self._inlined = 0  # body bytes _begin_body took as a view of the caller's chunk
         self._emitted = False  # the current part was delivered before its delimiter
@@ -173,14 +179,9 @@ class MultipartDemuxer:
             if self._start == self._end and self._state is _State.FILL:
                 # Straight into the frame's buffer, without a stop in scratch.
                 self._check_usable()
-                n = min(size - pos, len(self._part) - self._filled)
-                self._part[self._filled : self._filled + n] = view[pos : pos + n]
-                self._filled += n
-                self.bytes_copied += n
+                n = self._fill_from(view, pos, size, events)
                 self.bytes_received += n
                 pos += n
-                if self._filled == len(self._part):
-                    self._fill_done(events)
                 continue
             if self._start == self._end and self._state is _State.AFTER_FILL:
                 used = self._guard(self._fast_next, view, pos, size, events, inline)
@@ -199,7 +200,7 @@ class MultipartDemuxer:
         """Return a writable buffer (len >= 1) for the next read; call buffer_updated after."""
         if self._state is _State.FILL and self._start == self._end:
             self._into_part = True
-            return memoryview(self._part)[self._filled :]
+            return self._part[self._filled :]
         want = min(sizehint, _MAX_READ) if sizehint > 0 else _READ_SIZE
         if self._last_had_length and self._state in (_State.HEADERS, _State.AFTER_FILL):
             want = min(want, _HEAD_READ)
@@ -218,12 +219,11 @@ class MultipartDemuxer:
         events: list[Event] = []
         if self._into_part:
             self._filled += nbytes
-            if self._filled < len(self._part):
-                return events
-            self._fill_done(events)
-        else:
-            self._end += nbytes
-            self._offered -= nbytes
+            if self._filled == len(self._part):
+                self._fill_done(events)  # scratch is empty: nothing else to parse yet
+            return events
+        self._end += nbytes
+        self._offered -= nbytes
         return self._run(events)
 
     def receive_eof(self) -> list[Event]:
@@ -241,7 +241,7 @@ class MultipartDemuxer:
             self._run(events)
         state, pending = self._state, self._end - self._start
         if state is _State.AFTER_FILL and not self._emitted:
-            self._deliver(events, memoryview(self._part).toreadonly())
+            self._deliver(events, self._part.toreadonly())
         elif state is _State.SCAN:
             self._drop(events, DropReason.TRUNCATED, pending)
         elif state is _State.SKIP and self._drop_reason is not None:
@@ -311,29 +311,75 @@ class MultipartDemuxer:
     def _fast_next(
         self, src: Data, pos: int, end: int, events: list[Event], inline: bool = False
     ) -> int:
-        """Match delimiter line and header block after a Content-Length body in one go.
+        """Take delimiter line, header block and body of Content-Length parts in one loop.
 
-        The common case of the general path, as one regex; returns bytes used, or 0 to
-        leave anything unusual (split reads, padding, limits) to the state handlers.
+        The common case of the general path, one regex match per part; returns bytes
+        used, or 0 to leave anything unusual (split reads, padding, limits, bad lengths)
+        to the state handlers, which then raise or tolerate exactly as they always do.
         """
         fast = self._delim.fast
         if fast is None:
             return 0
-        match = fast.match(src, pos, min(end, pos + self._delim.fast_span))
-        if match is None:
-            return 0
-        lines = match.group(1).splitlines()
-        if match.end() - match.start(1) > self._max_block or len(lines) > self._max_headers:
-            return 0
-        if any(len(line) > self._max_line for line in lines):
-            return 0
-        if not self._emitted:
-            self._deliver(events, memoryview(self._part).toreadonly())
-        self._headers = [parts.parse_header_line(line) for line in lines]
-        body = memoryview(src)[match.end() : end] if inline else None
-        self._begin_body(events, body)
-        used, self._inlined = match.end() - pos + self._inlined, 0
-        return used
+        span, view, start = self._delim.fast_span, memoryview(src), pos
+        while match := fast.match(src, pos, min(end, pos + span)):
+            block, body = match.group(1), match.end()
+            lines = block.splitlines()
+            # A block shorter than max_line_size cannot hold a line longer than that.
+            if body - match.start(1) > self._max_block or len(lines) > self._max_headers:
+                break
+            if len(block) > self._max_line and max(map(len, lines)) > self._max_line:
+                break
+            headers = [
+                (name.rstrip(b" \t").lower().decode("ascii"), value.strip(b" \t").decode("latin-1"))
+                for name, _, value in [line.partition(b":") for line in lines]
+            ]  # parts.parse_header_line, inlined (splitlines took the CR)
+            fields = parts.length_and_type(headers, max_part_size=self._max_part)
+            if fields is None:
+                break  # no, several or invalid lengths: _begin_body decides (and raises)
+            if not self._emitted:
+                self._deliver(events, self._part.toreadonly())
+            length, content_type = fields
+            if inline and body + length <= end:
+                payload = view[body : body + length]  # read-only: the caller's bytes
+                kind, jpeg = self._kind(content_type, payload)
+                if jpeg and self._check_jpeg and parts.whole_jpeg(payload):
+                    # What _open_body and _fill_done would do, inline.
+                    self.parts_received += 1
+                    events.append(PartReceived(payload, kind, tuple(headers), length))
+                    self._part, self._filled, self._length = payload, length, length
+                    self._emitted = True
+                    pos = body + length
+                    continue
+            self._headers, self._length, self._content_type = headers, length, content_type
+            self._open_body(events, view[body:end] if inline else None)
+            pos, self._inlined = body + self._inlined, 0
+            if self._state is _State.FILL and not inline:
+                pos += self._fill_from(view, pos, end, events)
+            if self._state is not _State.AFTER_FILL:
+                break
+        return pos - start
+
+    def _fill_from(self, view: memoryview, pos: int, end: int, events: list[Event]) -> int:
+        """Copy body bytes from ``view[pos:end]`` into the part buffer; return how many."""
+        n = min(end - pos, len(self._part) - self._filled)
+        self._part[self._filled : self._filled + n] = view[pos : pos + n]
+        self.bytes_copied += n
+        self._filled += n
+        if self._filled == len(self._part):
+            self._fill_done(events)
+        return n
+
+    def _kind(self, value: str | None, payload: Data) -> tuple[str, bool]:
+        """Return a part's media type and whether it is JPEG (cached per Content-Type)."""
+        known = self._kinds.get(value) if value else None
+        if known is None:
+            kind = parts.media_type(value, bytes(payload[:2]))
+            known = (kind, parts.is_jpeg(kind))
+            if value:
+                if len(self._kinds) >= _MAX_KINDS:
+                    self._kinds.clear()
+                self._kinds[value] = known
+        return known
 
     def _pending_text(self) -> bool:
         pending = self._end - self._start
@@ -430,17 +476,9 @@ class MultipartDemuxer:
         return True
 
     def _handle_fill(self, events: list[Event]) -> bool:
-        n = min(self._end - self._start, len(self._part) - self._filled)
-        if n <= 0:
+        if self._start == self._end:
             return False
-        self._part[self._filled : self._filled + n] = memoryview(self._buf)[
-            self._start : self._start + n
-        ]
-        self.bytes_copied += n
-        self._filled += n
-        self._consume(n)
-        if self._filled == len(self._part):
-            self._fill_done(events)
+        self._consume(self._fill_from(memoryview(self._buf), self._start, self._end, events))
         return True
 
     def _handle_after_fill(self, events: list[Event]) -> bool:
@@ -477,8 +515,8 @@ class MultipartDemuxer:
             if kind == NO:
                 return self._mismatch()
         if not self._emitted:
-            self._deliver(events, memoryview(self._part).toreadonly())
-        self._part = bytearray()
+            self._deliver(events, self._part.toreadonly())
+        self._part = _EMPTY
         self._consume(stop - self._start)
         return self._after_delimiter(events, kind)
 
@@ -543,6 +581,10 @@ class MultipartDemuxer:
         self._content_type = next((v for k, v in headers if k == "content-type"), None)
         lengths = [v for k, v in headers if k == "content-length"]
         self._length = parts.parse_content_length(lengths, max_part_size=self._max_part)
+        return self._open_body(events, inline)
+
+    def _open_body(self, events: list[Event], inline: memoryview | None = None) -> bool:
+        """Start the body of a part whose _content_type and _length are known."""
         self._last_had_length = self._length is not None
         self._emitted = False
         self._block_bytes = 0
@@ -556,7 +598,8 @@ class MultipartDemuxer:
             self._filled = self._inlined = self._length
             self._fill_done(events)
             return True
-        self._part = bytearray(self._length)  # validated against max_part_size above
+        # Validated against max_part_size above; numpy.empty does not zero-fill as bytearray.
+        self._part = numpy.empty(self._length, numpy.uint8).data
         self._filled = 0
         self._state = _State.FILL
         if self._length == 0:
@@ -565,9 +608,10 @@ class MultipartDemuxer:
 
     def _fill_done(self, events: list[Event]) -> None:
         self._state = _State.AFTER_FILL
-        payload = memoryview(self._part).toreadonly()
-        kind = parts.media_type(self._content_type, bytes(payload[:2]))
-        if self._check_jpeg and parts.is_jpeg(kind) and parts.jpeg_problem(payload) is None:
+        payload = self._part.toreadonly()
+        kind, jpeg = self._kind(self._content_type, payload)
+        whole = jpeg and (parts.whole_jpeg(payload) or parts.jpeg_problem(payload) is None)
+        if whole and self._check_jpeg:
             # A whole JPEG is delivered now, not when the next part's delimiter arrives.
             self._emit(events, payload, kind)
             self._emitted = True
@@ -581,8 +625,8 @@ class MultipartDemuxer:
             else:
                 self._drop(events, DropReason.LENGTH_MISMATCH, at - start)
             return
-        kind = parts.media_type(self._content_type, bytes(buf[start : min(at, start + 2)]))
-        end = parts.eol_strip(at, buf, start, all_breaks=parts.is_jpeg(kind))
+        _, jpeg = self._kind(self._content_type, buf[start : min(at, start + 2)])
+        end = parts.eol_strip(at, buf, start, all_breaks=jpeg)
         if end == start and not self._headers:
             self._headers = []
             return  # an empty, header-less part (e.g. two delimiters in a row)
@@ -590,10 +634,10 @@ class MultipartDemuxer:
         self._deliver(events, bytes(buf[start:end]))
 
     def _deliver(self, events: list[Event], payload: Payload) -> None:
-        kind = parts.media_type(self._content_type, bytes(payload[:2]))
+        kind, jpeg = self._kind(self._content_type, payload)
         headers, self._headers = tuple(self._headers), []
-        if self._check_jpeg and parts.is_jpeg(kind):
-            problem = parts.jpeg_problem(payload)
+        if jpeg and self._check_jpeg:
+            problem = None if parts.whole_jpeg(payload) else parts.jpeg_problem(payload)
             if problem is not None:
                 self._drop(events, problem, len(payload))
                 return
@@ -623,16 +667,16 @@ class MultipartDemuxer:
         if self._emitted:
             self._drop_reason, self._drop_size = None, 0
             return True
-        part = memoryview(self._part)[: self._filled]
+        part = self._part[: self._filled]
         needle = self._delim.needle or b"\n--"
-        body = self._part if isinstance(self._part, bytearray) else bytes(self._part)
+        body = bytes(part)
         at = body.find(needle, 0, self._filled)
         reason = DropReason.LENGTH_MISMATCH
         if at < 0:
             at, reason = max(0, self._filled - len(needle) + 1), unfound
         # Bytes read as body may hold the delimiter and the parts after it: re-read them.
         self._prepend(part[at:])
-        self._part = bytearray()
+        self._part = _EMPTY
         self._drop_reason, self._drop_size = reason, at
         return True
 

@@ -105,6 +105,27 @@ def parse_content_length(values: list[str], *, max_part_size: int) -> int | None
     return lengths.pop()
 
 
+def length_and_type(
+    headers: list[tuple[str, str]], *, max_part_size: int
+) -> tuple[int, str | None] | None:
+    """Return (Content-Length, first Content-Type) if the length is one plain valid number.
+
+    None means no, several or an invalid Content-Length: parse_content_length decides.
+    """
+    length = content_type = None
+    for name, value in headers:
+        if name == "content-length":
+            if length is not None:
+                return None
+            length = value
+        elif name == "content-type" and content_type is None:
+            content_type = value
+    if length is None or not (length.isascii() and length.isdigit()) or len(length) > 12:
+        return None
+    number = int(length)
+    return (number, content_type) if number <= max_part_size else None
+
+
 def media_type(value: str | None, payload_start: bytes) -> str:
     """Return the media type of a part without parameters, sniffing JPEG when undeclared."""
     if value:
@@ -126,6 +147,12 @@ def jpeg_problem(payload: bytes | bytearray | memoryview) -> DropReason | None:
     if end < 4 or payload[end - 2 : end] != EOI:
         return DropReason.MISSING_EOI
     return None
+
+
+def whole_jpeg(payload: bytes | bytearray | memoryview) -> bool:
+    """Return True if ``payload`` starts with SOI and ends with EOI (jpeg_problem's fast case)."""
+    n = len(payload)
+    return n >= 4 and payload[0] == 0xFF and payload[1] == 0xD8 and payload[n - 2 : n] == EOI
 
 
 def eol_strip(payload_end: int, buf: bytes | bytearray, start: int, *, all_breaks: bool) -> int:
