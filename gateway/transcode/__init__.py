@@ -1,1 +1,27 @@
-"""transcode package."""
+"""Shared JPEG variants: Axis image parameters applied once per camera and variant.
+
+``parse_image_params`` turns a request's query into an ``ImageParams`` key; a
+``VariantPool`` per camera runs one ``JpegTranscoder`` (one worker thread) per distinct
+key while clients hold it, and one-off snapshot transcodes shared per frame.
+"""
+
+from __future__ import annotations
+
+from .image import DEFAULT_COMPRESSION, JpegPipeline, qscale_for
+from .params import ImageParams, ParamError, parse_image_params
+from .pool import VariantHandle, VariantLimitError, VariantPool
+from .transcoder import JpegTranscoder, TranscodeCounters
+
+__all__ = [
+    "DEFAULT_COMPRESSION",
+    "ImageParams",
+    "JpegPipeline",
+    "JpegTranscoder",
+    "ParamError",
+    "TranscodeCounters",
+    "VariantHandle",
+    "VariantLimitError",
+    "VariantPool",
+    "parse_image_params",
+    "qscale_for",
+]
