@@ -1,0 +1,435 @@
+"""Per camera stream fan-out: the newest frame, a short history, and subscriptions.
+
+``Stream.publish`` is synchronous and touches one slot per subscriber (STYLE §3): a
+subscription holds at most one undelivered frame, always the newest one it is due
+(latest-wins), and its waiting task is woken through a future it created itself.
+Nothing here reads a clock: rates are measured in source time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from gateway.errors import LocalProtocolError
+from gateway.hub.budget import Priority
+from gateway.hub.rate import IntervalEstimator, RateSelector, pts_ns
+from gateway.media import NS_PER_SECOND, Frame, StreamKind
+
+if TYPE_CHECKING:
+    from gateway.hub.egress import EgressBudget
+
+#: Source time over which ``delivered_fps`` is measured.
+_FPS_WINDOW_NS = 2 * NS_PER_SECOND
+
+
+class StreamFullError(LocalProtocolError):
+    """``subscribe`` was called on a stream that has ``max_subscribers`` already."""
+
+
+class Subscription:
+    """One client's view of a stream; use as a (async) context manager.
+
+    Leaving the ``with`` block, however it is left, removes the subscription.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_fps_count",
+        "_fps_start",
+        "_selector",
+        "_slot",
+        "_slot_ts",
+        "_stream",
+        "_waiter",
+        "allowed_fps",
+        "cuts",
+        "delivered",
+        "delivered_fps",
+        "kind",
+        "lag_ns",
+        "priority",
+        "remote",
+        "skipped",
+        "target_fps",
+    )
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        target_fps: float | None,
+        priority: Priority,
+        kind: str,
+        remote: str,
+    ) -> None:
+        self._stream = stream
+        self._selector = RateSelector(target_fps)
+        self._slot: Frame | None = None
+        self._slot_ts = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self._fps_start: int | None = None
+        self._fps_count = 0
+        #: What the client asked for (None: the source rate).
+        self.target_fps = target_fps
+        #: REQUIRED for ``req_fps``, DESIRED for ``des_fps``/unspecified.
+        self.priority = priority
+        #: Endpoint kind for the API (``mjpeg``, ``jpeg``, ``mpeg2``...), caller supplied.
+        self.kind = kind
+        #: Peer address for the API, caller supplied.
+        self.remote = remote
+        #: Rate the egress budget allows (None: unlimited).
+        self.allowed_fps: float | None = None
+        #: Frames handed out by ``next``/``poll``.
+        self.delivered = 0
+        #: Due frames replaced in the slot before the client took them (it was behind).
+        self.skipped = 0
+        #: Times the endpoint dropped queued data to catch up (``maxlag``).
+        self.cuts = 0
+        #: Lag behind live as last reported by the endpoint (``record_lag``).
+        self.lag_ns = 0
+        #: Delivered frames per second of source time, over the last ~2 s.
+        self.delivered_fps = 0.0
+
+    # -- context management ----------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the stream and release the pending frame; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._slot = None
+        self._wake()
+        self._stream._remove(self)
+
+    @property
+    def closed(self) -> bool:
+        """Return True once the subscription or its stream is closed."""
+        return self._closed or self._stream.closed
+
+    # -- taking frames ---------------------------------------------------------------
+
+    @property
+    def pending(self) -> Frame | None:
+        """Return the frame waiting in the slot, without taking it."""
+        return self._slot
+
+    def poll(self) -> Frame | None:
+        """Take the pending frame if there is one; never waits."""
+        frame = self._slot
+        if frame is None:
+            return None
+        self._slot = None
+        self._count(self._slot_ts)
+        return frame
+
+    async def next(self) -> Frame | None:
+        """Wait for the next frame due to this client; None once closed."""
+        while True:
+            frame = self.poll()
+            if frame is not None:
+                return frame
+            if self.closed:
+                return None
+            if self._waiter is not None:
+                raise LocalProtocolError("next() is already being awaited on this subscription")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    # -- endpoint feedback -----------------------------------------------------------
+
+    def set_target(self, target_fps: float | None, priority: Priority | None = None) -> None:
+        """Change the requested rate (and priority) of this client."""
+        self.target_fps = target_fps
+        if priority is not None:
+            self.priority = priority
+        self._apply_allowed()
+        self._stream._changed()
+
+    def record_lag(self, lag_ns: int) -> None:
+        """Report the client's lag behind live, kernel send queue included."""
+        self.lag_ns = lag_ns
+
+    def record_cut(self) -> None:
+        """Count a ``maxlag`` cut (queued data dropped, resumed at the newest frame)."""
+        self.cuts += 1
+
+    @property
+    def effective_fps(self) -> float | None:
+        """Return the rate the selector currently delivers (None: every frame)."""
+        return self._selector.target_fps
+
+    def snapshot(self) -> dict[str, object]:
+        """Return the ``/api/cameras`` client object (DESIGN §5)."""
+        return {
+            "kind": self.kind,
+            "remote": self.remote,
+            "target_fps": self.target_fps,
+            "priority": self.priority.value,
+            "delivered_fps": round(self.delivered_fps, 2),
+            "skipped": self.skipped,
+            "lag_ms": self.lag_ns // 1_000_000,
+            "cuts": self.cuts,
+            "delivered": self.delivered,
+            "allowed_fps": None if self.allowed_fps is None else round(self.allowed_fps, 2),
+            "stream": self._stream.kind.value,
+        }
+
+    # -- hub side --------------------------------------------------------------------
+
+    def _offer(self, frame: Frame, ts: int, interval_ns: int | None) -> None:
+        due = self._selector.offer(ts, interval_ns)
+        if self._slot is not None:
+            # Behind: the slot always holds the newest frame, never a backlog.
+            if due:
+                self.skipped += 1
+        elif not due:
+            return
+        self._slot = frame
+        self._slot_ts = ts
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _set_allowed(self, fps: float | None) -> None:
+        self.allowed_fps = fps
+        self._apply_allowed()
+
+    def _apply_allowed(self) -> None:
+        target, allowed = self.target_fps, self.allowed_fps
+        if allowed is not None and (target is None or allowed < target):
+            target = allowed
+        self._selector.target_fps = target
+
+    def _count(self, ts: int) -> None:
+        self.delivered += 1
+        start = self._fps_start
+        if start is None or ts < start:
+            self._fps_start, self._fps_count = ts, 1
+            return
+        if ts - start >= _FPS_WINDOW_NS:
+            self.delivered_fps = self._fps_count * NS_PER_SECOND / (ts - start)
+            self._fps_start, self._fps_count = ts, 0
+        self._fps_count += 1
+
+    def _refresh_fps(self, live_ts: int) -> None:
+        # A client that took nothing for two windows of source time is delivering 0 fps.
+        start = self._fps_start
+        if start is not None and live_ts - start >= 2 * _FPS_WINDOW_NS:
+            self.delivered_fps = 0.0
+
+
+class Stream:
+    """Fan-out point of one camera stream (one upstream connection)."""
+
+    def __init__(
+        self,
+        kind: StreamKind,
+        *,
+        name: str = "",
+        history_frames: int = 16,
+        history_bytes: int = 8 * 2**20,
+        max_subscribers: int | None = None,
+        budget: EgressBudget | None = None,
+        on_wanted_fps: Callable[[float | None], None] | None = None,
+        timestamp: Callable[[Frame], int] = pts_ns,
+    ) -> None:
+        """Create a stream.
+
+        ``history_frames``/``history_bytes`` bound the kept history (the newest frame is
+        always kept); ``budget`` is shared by every stream under one ``max_egress_mbps``;
+        ``on_wanted_fps`` is called with the new ``wanted_fps`` whenever it changes;
+        ``timestamp`` maps a frame to its source time in ns (``pts_ns`` or
+        ``received_ns`` from ``gateway.hub.rate``).
+        """
+        if history_frames < 1 or history_bytes < 0:
+            raise LocalProtocolError("history_frames must be >= 1 and history_bytes >= 0")
+        self.kind = kind
+        self.name = name
+        self._history_frames = history_frames
+        self._history_bytes = history_bytes
+        self._max_subscribers = max_subscribers
+        self._budget = budget
+        self._on_wanted_fps = on_wanted_fps
+        self._timestamp = timestamp
+        self._subs: dict[Subscription, None] = {}
+        self._history: deque[Frame] = deque()
+        self._held_bytes = 0
+        self._frame_waiters: list[asyncio.Future[None]] = []
+        self._interval = IntervalEstimator()
+        self._live_ts = 0
+        #: Newest frame published, or None.
+        self.latest: Frame | None = None
+        #: Frames published since creation.
+        self.frames_published = 0
+        #: Average payload size in bytes (what the budget charges per frame).
+        self.frame_bytes = 0.0
+        #: Highest rate any subscriber asked for; None: the source/configured rate.
+        self.wanted_fps: float | None = None
+        #: True after ``close``.
+        self.closed = False
+        if budget is not None:
+            budget.add(self)
+
+    # -- publishing ------------------------------------------------------------------
+
+    def publish(self, frame: Frame) -> None:
+        """Make ``frame`` the newest frame and offer it to every subscriber; never waits."""
+        if self.closed:
+            raise LocalProtocolError("publish() on a closed stream")
+        ts = self._timestamp(frame)
+        self._live_ts = ts
+        self._interval.update(ts)
+        size = len(frame.payload)
+        self.frame_bytes = (
+            size if not self.frames_published else self.frame_bytes + (size - self.frame_bytes) / 16
+        )
+        self.frames_published += 1
+        self.latest = frame
+        self._remember(frame, size)
+        if self._frame_waiters:
+            for w in self._frame_waiters:
+                if not w.done():
+                    w.set_result(None)
+            self._frame_waiters.clear()
+        budget = self._budget
+        if budget is not None:
+            budget.observe(self)
+        interval = self._interval.interval_ns
+        for sub in self._subs:
+            sub._offer(frame, ts, interval)
+
+    def _remember(self, frame: Frame, size: int) -> None:
+        history = self._history
+        history.append(frame)
+        self._held_bytes += size
+        while len(history) > 1 and (
+            len(history) > self._history_frames or self._held_bytes > self._history_bytes
+        ):
+            self._held_bytes -= len(history.popleft().payload)
+
+    @property
+    def history(self) -> tuple[Frame, ...]:
+        """Return the kept frames, oldest first (the newest is always among them)."""
+        return tuple(self._history)
+
+    @property
+    def source_fps(self) -> float | None:
+        """Return the measured source rate, or None before two frames."""
+        return self._interval.fps
+
+    async def first_frame(self) -> Frame | None:
+        """Return the newest frame, waiting for one if none arrived yet (None if closed)."""
+        while self.latest is None and not self.closed:
+            fut = asyncio.get_running_loop().create_future()
+            self._frame_waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._frame_waiters:
+                    self._frame_waiters.remove(fut)
+        return self.latest
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def subscribe(
+        self,
+        *,
+        target_fps: float | None = None,
+        priority: Priority = Priority.DESIRED,
+        kind: str = "",
+        remote: str = "",
+        start_with_latest: bool = True,
+    ) -> Subscription:
+        """Add a subscriber; with ``start_with_latest`` the newest frame is pending at once."""
+        if self.closed:
+            raise LocalProtocolError("subscribe() on a closed stream")
+        if self._max_subscribers is not None and len(self._subs) >= self._max_subscribers:
+            raise StreamFullError(f"stream has {self._max_subscribers} subscribers already")
+        sub = Subscription(
+            self,
+            target_fps=target_fps,
+            priority=priority,
+            kind=kind or self.kind.value,
+            remote=remote,
+        )
+        self._subs[sub] = None
+        if start_with_latest and self.latest is not None:
+            sub._offer(self.latest, self._live_ts, self._interval.interval_ns)
+        self._changed()
+        return sub
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(tuple(self._subs))
+
+    def _remove(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            del self._subs[sub]
+            self._changed()
+
+    def _changed(self) -> None:
+        """Recompute what depends on the set of subscribers and their targets."""
+        if self._budget is not None:
+            self._budget.mark_dirty()
+        wanted: float | None = None
+        for sub in self._subs:
+            if sub.target_fps is None:
+                wanted = None
+                break
+            wanted = sub.target_fps if wanted is None else max(wanted, sub.target_fps)
+        if wanted != self.wanted_fps:
+            self.wanted_fps = wanted
+            if self._on_wanted_fps is not None:
+                self._on_wanted_fps(wanted)
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Return the ``/api/cameras`` ``clients`` entries of this stream."""
+        out = []
+        for sub in self._subs:
+            sub._refresh_fps(self._live_ts)
+            out.append(sub.snapshot())
+        return out
+
+    def close(self) -> None:
+        """End the stream: every subscriber gets its pending frame, then None."""
+        if self.closed:
+            return
+        self.closed = True
+        for sub in tuple(self._subs):
+            sub._wake()
+        for w in self._frame_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._frame_waiters.clear()
+        if self._budget is not None:
+            self._budget.remove(self)
