@@ -3,7 +3,8 @@
 from gateway.hub.budget import Demand, Priority, allocate
 from gateway.hub.egress import EgressBudget
 from gateway.hub.rate import IntervalEstimator, RateSelector, pts_ns, received_ns
-from gateway.hub.stream import Stream, StreamFullError, Subscription
+from gateway.hub.stream import Stream, StreamFullError
+from gateway.hub.subscription import Subscription
 
 __all__ = [
     "Demand",

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from gateway.hub.budget import Demand, allocate
 
 if TYPE_CHECKING:
-    from gateway.hub.stream import Stream, Subscription
+    from gateway.hub.stream import Stream
+    from gateway.hub.subscription import Subscription
 
 
 class EgressBudget:
