@@ -68,9 +68,13 @@ def build_stream(frames: list[bytes], parts: int, *, content_length: bool) -> by
     return b"".join(out)
 
 
-def ours_receive_data(data: bytes, parts: int) -> tuple[int, int]:
+def ours_receive_data(
+    data: bytes, parts: int, used: list[MultipartDemuxer] | None = None
+) -> tuple[int, int]:
     """Ours, fed with receive_data() in 64 KiB chunks (as Protocol.data_received would)."""
     demuxer = MultipartDemuxer(CONTENT_TYPE)
+    if used is not None:
+        used.append(demuxer)
     view = memoryview(data)
     frames = size = 0
     for pos in range(0, len(data), CHUNK):
@@ -82,9 +86,13 @@ def ours_receive_data(data: bytes, parts: int) -> tuple[int, int]:
     return frames, size
 
 
-def ours_get_buffer(data: bytes, parts: int) -> tuple[int, int]:
+def ours_get_buffer(
+    data: bytes, parts: int, used: list[MultipartDemuxer] | None = None
+) -> tuple[int, int]:
     """Ours through get_buffer()/buffer_updated(); the slice copy stands in for recv_into."""
     demuxer = MultipartDemuxer(CONTENT_TYPE)
+    if used is not None:
+        used.append(demuxer)
     view = memoryview(data)
     frames = size = pos = 0
     while pos < len(data):
@@ -178,6 +186,15 @@ def bench_demux(parts: int, repeat: int) -> dict[str, float]:
                 )
             mbps[name] = len(data) / seconds / 1e6
             print(f"  {name:26} {mbps[name]:9.1f} MB/s {parts / seconds:10.0f} frames/s")
+        copied: dict[str, float] = {}
+        for name, feed in (("receive_data", ours_receive_data), ("get_buffer", ours_get_buffer)):
+            used: list[MultipartDemuxer] = []
+            feed(data, parts, used)
+            copied[name] = used[0].bytes_copied / expected
+        print(
+            f"  bytes copied by ours per payload byte: receive_data {copied['receive_data']:.3f},"
+            f" get_buffer {copied['get_buffer']:.3f}"
+        )
         ours = max(mbps["ours (receive_data)"], mbps["ours (get_buffer)"])
         ratio_aiohttp = ours / mbps["aiohttp MultipartReader"]
         ratio_ffmpeg = ours / mbps["ffmpeg mpjpeg (PyAV)"]
@@ -189,6 +206,8 @@ def bench_demux(parts: int, repeat: int) -> dict[str, float]:
             f"{label}_ffmpeg_mbps": round(mbps["ffmpeg mpjpeg (PyAV)"], 1),
             f"{label}_ratio_aiohttp": round(ratio_aiohttp, 2),
             f"{label}_ratio_ffmpeg": round(ratio_ffmpeg, 2),
+            f"{label}_ours_receive_data_copied": round(copied["receive_data"], 3),
+            f"{label}_ours_get_buffer_copied": round(copied["get_buffer"], 3),
         }
     return results
 
