@@ -217,10 +217,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under 60 s)")
     parser.add_argument("--parts", type=int, default=2000, help="parts per stream (>= 2000)")
+    parser.add_argument("--no-ingest", action="store_true", help="demux only, no loopback ingest")
     args = parser.parse_args()
     results = {"benchmark": "demux", **bench_demux(args.parts, 3 if args.quick else 10)}
-    # Ingest over loopback (payload bytes per CPU-second, copies per payload byte) belongs
-    # to the ingest benchmark; it can add its figures to this dict before it is printed.
+    if not args.no_ingest:
+        # Ingest over loopback: payload bytes per CPU-second and copies per payload byte.
+        from bench_ingest import bench_ingest  # noqa: PLC0415 - same folder, optional part
+
+        print()
+        target = 200_000_000 if args.quick else 1_000_000_000
+        ingest = bench_ingest(parts=200, target=target)
+        results.update({f"ingest_{key}": value for key, value in ingest.items()})
     print(json.dumps(results))
 
 
