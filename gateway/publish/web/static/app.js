@@ -6,7 +6,8 @@ const REFRESH_MS = 2000;
 const cards = new Map();
 
 function streamLine(kind, s) {
-  const fps = s.state === "live" ? `${s.fps_in.toFixed(1)} fps` : s.state;
+  const unit = kind === "audio" ? "parts/s" : "fps";
+  const fps = s.state === "live" ? `${s.fps_in.toFixed(1)} ${unit}` : s.state;
   const extra = [s.resolution, s.codec].filter(Boolean).join(", ");
   return [kind, extra ? `${fps} · ${extra}` : fps];
 }
