@@ -376,9 +376,13 @@ def plot(
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    labels = {"sim": "gateway sim (stand-in for the gateway)", "motion": "motion (netcam)"}
     for name, rows in systems.items():
         ax.plot(
-            [r["clients"] for r in rows], [r["frames_per_cpu_s"] for r in rows], "o-", label=name
+            [r["clients"] for r in rows],
+            [r["frames_per_cpu_s"] for r in rows],
+            "o-",
+            label=labels.get(name, name),
         )
     ax.axhline(
         limit_fps,
