@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -15,9 +16,11 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.config import CameraConfig, GatewayConfig, UserConfig, is_loopback
+from gateway.hub import EgressBudget
 from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
 from gateway.metrics import CONTENT_TYPE, make_registry, render
+from gateway.publish import axis
 from gateway.sim import SimOptions, SimServer
 
 log = logging.getLogger("gateway.app")
@@ -33,6 +36,8 @@ class CameraRuntime:
     streams: dict[StreamKind, CameraStream] = field(default_factory=dict)
     #: The in-process simulator standing in for the camera (``source = "sim"``).
     sim: SimServer | None = None
+    #: MJPEG fan-out to Axis clients (None when the camera's MJPEG stream is off).
+    fanout: axis.CameraFanout | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """Return the ``/api/cameras`` shape for this camera (credentials redacted)."""
@@ -41,13 +46,15 @@ class CameraRuntime:
             "index": self.config.index,
             "source": redact(self.config.source),
             "streams": {kind.value: s.snapshot() for kind, s in self.streams.items()},
-            "clients": [],
+            "clients": self.fanout.clients() if self.fanout is not None else [],
         }
 
 
 CONFIG = web.AppKey("config", GatewayConfig)
 CAMERAS = web.AppKey("cameras", dict[str, CameraRuntime])
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+#: The app-wide ``max_egress_mbps`` shared by every camera stream and variant.
+BUDGET = web.AppKey("budget", EgressBudget)
 
 #: Paths anyone may reach: liveness must work for orchestrators without credentials.
 PUBLIC_PATHS = frozenset({"/healthz"})
@@ -63,6 +70,7 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start the simulators and one ingest per camera stream; stop them all on exit."""
     config = app[CONFIG]
     runtimes = app[CAMERAS]
+    loop = asyncio.get_running_loop()
     try:
         for camera in config.cameras:
             runtime = CameraRuntime(camera)
@@ -77,14 +85,38 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
             for kind in _stream_kinds(camera):
                 stream = CameraStream(camera, kind, base_url=base_url)
                 runtime.streams[kind] = stream
+                if kind is StreamKind.MJPEG:
+                    runtime.fanout = _fanout(app, camera, stream, loop)
                 await stream.start()
         yield
     finally:
         for runtime in runtimes.values():
             for stream in runtime.streams.values():
                 await stream.stop()
+            if runtime.fanout is not None:
+                await runtime.fanout.aclose()
             if runtime.sim is not None:
                 await runtime.sim.stop()
+
+
+def _fanout(
+    app: web.Application,
+    camera: CameraConfig,
+    stream: CameraStream,
+    loop: asyncio.AbstractEventLoop,
+) -> axis.CameraFanout:
+    """Feed the camera's MJPEG ingest into a fan-out that sets the upstream rate."""
+    fanout = axis.CameraFanout(
+        camera,
+        budget=app[BUDGET],
+        max_clients=app[CONFIG].limits.max_clients_per_camera,
+        settings=app[axis.SETTINGS],
+        loop=loop,
+    )
+    fanout.ingest = stream
+    stream.on_frame = fanout.on_frame
+    app[axis.FANOUTS][camera.name] = fanout
+    return fanout
 
 
 def _check_basic(header: str, users: tuple[UserConfig, ...]) -> UserConfig | None:
@@ -154,16 +186,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-def create_app(config: GatewayConfig) -> web.Application:
-    """Build the gateway application for ``config``."""
+def create_app(
+    config: GatewayConfig, *, axis_settings: axis.AxisSettings | None = None
+) -> web.Application:
+    """Build the gateway application for ``config`` (``axis_settings``: test timings)."""
     register_secrets(config.secrets())
     app = web.Application(middlewares=[access_middleware])
     app[CONFIG] = config
     app[CAMERAS] = {}
+    app[BUDGET] = EgressBudget.from_mbps(config.limits.max_egress_mbps)
+    app[axis.SETTINGS] = axis_settings or axis.AxisSettings()
+    app[axis.FANOUTS] = {}
     app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/cameras", api_cameras)
     app.router.add_get("/api/cameras/{camera}", api_camera)
     app.router.add_get("/metrics", metrics)
+    axis.add_routes(app)
     return app

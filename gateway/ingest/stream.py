@@ -127,8 +127,10 @@ class CameraStream:
         self.kind = kind
         self.on_frame = on_frame
         base = base_url or camera.source
-        path = stream_path(camera, kind, fps if fps is not None else camera.fps)
-        self._target = Target.parse(base).with_target(path)
+        self._fps = fps if fps is not None else camera.fps
+        self._base_target = Target.parse(base)
+        self._target = self._base_target.with_target(stream_path(camera, kind, self._fps))
+        self._retarget = False
         self._auth: Authenticator | None = None
         if camera.username is not None:
             password = camera.password.value if camera.password is not None else ""
@@ -202,6 +204,26 @@ class CameraStream:
             return 0.0
         return (len(recent) - 1) * NS_PER_SECOND / (recent[-1] - recent[0])
 
+    @property
+    def fps(self) -> int | None:
+        """Return the rate asked upstream (None: the camera's default)."""
+        return self._fps
+
+    def set_fps(self, fps: int | None) -> None:
+        """Ask the camera for ``fps`` from now on, reconnecting at once if live.
+
+        The switch is not a failure: no backoff, no error. Callers debounce (the
+        upstream rate follows the clients, which come and go).
+        """
+        if fps == self._fps:
+            return
+        self._fps = fps
+        self._target = self._base_target.with_target(stream_path(self.camera, self.kind, fps))
+        self.log.info("asking the camera for %s fps", "its default" if fps is None else fps)
+        if self._protocol is not None:
+            self._retarget = True
+            self._protocol.abort(UpstreamError("frame rate changed"))
+
     async def start(self) -> None:
         """Start ingesting in the background."""
         if self._task is None:
@@ -257,6 +279,9 @@ class CameraStream:
                 # A bug must not end ingest for good: report it, back off, try again.
                 self.log.exception("ingest failed unexpectedly")
                 failure, message = Failure.PROTOCOL, f"internal error: {type(exc).__name__}"
+            if self._retarget:
+                self._retarget = False  # set_fps closed it: reconnect now, nothing failed
+                continue
             await self._back_off(failure, message)
 
     async def _attempt(self) -> tuple[Failure, str]:
@@ -268,9 +293,10 @@ class CameraStream:
 
         self._seq = 0
         self._want_resolution = True
+        target = self._target
         try:
             opened = await open_stream(
-                self._target,
+                target,
                 accept,
                 self._handle_events,
                 auth=self._auth,
@@ -282,6 +308,9 @@ class CameraStream:
         self._protocol = protocol = opened.protocol
         self._consumer = consumer[0]
         try:
+            if target is not self._target:
+                self._retarget = True  # set_fps while connecting: this one asked the old rate
+                return Failure.UPSTREAM, "frame rate changed"
             self._went_live(opened.head, consumer[0])
             return await self._watch(protocol)
         finally:
