@@ -1,0 +1,167 @@
+"""Helpers for the Axis endpoint tests: the app on loopback and a raw multipart client."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.app import CAMERAS, create_app
+from gateway.config import parse_config
+from gateway.publish.axis import FANOUTS, AxisSettings, CameraFanout
+
+COM = re.compile(rb"sim frame=(\d+) t=(\d+)")
+
+
+def camera_toml(name: str = "cam", fps: int = 25, source: str = "sim", extra: str = "") -> str:
+    """Return one [[cameras]] table with only MJPEG on."""
+    return (
+        f'[[cameras]]\nname = "{name}"\nsource = "{source}"\nmjpeg = true\nfps = {fps}\n'
+        f'resolution = "640x480"\nstall_timeout = 5.0\n{extra}'
+    )
+
+
+@dataclass
+class Gateway:
+    """A running gateway app on 127.0.0.1."""
+
+    app: web.Application
+    base: str
+    port: int
+
+    def fanout(self, name: str = "cam") -> CameraFanout:
+        """Return the camera's fan-out."""
+        return self.app[FANOUTS][name]
+
+    def sim_requests(self, name: str = "cam") -> int:
+        """Return MJPEG requests the camera's simulator received."""
+        sim = self.app[CAMERAS][name].sim
+        assert sim is not None
+        return sim.requests["/axis-cgi/mjpg/video.cgi"]
+
+    def sim_connections(self, name: str = "cam") -> int:
+        """Return MJPEG connections open at the camera's simulator."""
+        sim = self.app[CAMERAS][name].sim
+        assert sim is not None
+        return sim.connections["/axis-cgi/mjpg/video.cgi"]
+
+    async def live(self, name: str = "cam", within: float = 10.0) -> None:
+        """Wait until the camera produced a few frames."""
+        deadline = time.monotonic() + within
+        while self.fanout(name).source.frames_published < 3:
+            assert time.monotonic() < deadline, "camera never went live"
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def gateway(
+    toml: str, settings: AxisSettings | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[Gateway]:
+    """Run the gateway for ``toml`` on loopback until the block ends."""
+    app = create_app(parse_config(toml, {}), axis_settings=settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield Gateway(app, f"http://{host}:{port}", port)
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Part:
+    """One received multipart part."""
+
+    headers: dict[str, str]
+    payload: bytes
+    #: Monotonic arrival time (s).
+    arrived: float
+
+    @property
+    def sim(self) -> tuple[int, int]:
+        """Return the simulator's (frame number, capture ns) from the COM segment."""
+        match = COM.search(self.payload[:200])
+        assert match is not None, "no sim COM segment"
+        return int(match[1]), int(match[2])
+
+
+@dataclass
+class MjpegClient:
+    """A raw HTTP client reading the gateway's multipart stream part by part."""
+
+    status: int = 0
+    head: dict[str, str] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+    ended: str = ""
+
+
+async def open_mjpeg(
+    port: int, target: str, *, host: str = "127.0.0.1"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, MjpegClient]:
+    """Send the request and read the response head."""
+    reader, writer = await asyncio.open_connection(host, port, limit=2**20)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    client = MjpegClient()
+    status_line = (await reader.readline()).decode()
+    client.status = int(status_line.split()[1])
+    while (line := (await reader.readline()).decode().strip()) != "":
+        name, _, value = line.partition(":")
+        client.head[name.strip().lower()] = value.strip()
+    return reader, writer, client
+
+
+async def read_parts(
+    reader: asyncio.StreamReader,
+    client: MjpegClient,
+    *,
+    until: float | None = None,
+    count: int | None = None,
+    keep_payload: bool = True,
+) -> None:
+    """Read Content-Length parts until EOF, ``until`` (monotonic) or ``count`` parts."""
+    loop = asyncio.get_running_loop()
+    try:
+        while count is None or len(client.parts) < count:
+            timeout = None if until is None else until - loop.time()
+            if timeout is not None and timeout <= 0:
+                client.ended = "time"
+                return
+            async with asyncio.timeout(timeout):
+                line = await reader.readline()
+                if not line:
+                    client.ended = "eof"
+                    return
+                if line == b"--myboundary--\r\n":
+                    client.ended = "close-delimiter"
+                    return
+                assert line == b"--myboundary\r\n", line
+                headers: dict[str, str] = {}
+                while (h := await reader.readline()) != b"\r\n":
+                    name, _, value = h.decode().partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                payload = await reader.readexactly(int(headers["content-length"]))
+                assert await reader.readexactly(2) == b"\r\n"
+            arrived = loop.time()
+            client.parts.append(Part(headers, payload if keep_payload else payload[:200], arrived))
+    except TimeoutError:
+        client.ended = "time"
+
+
+async def mjpeg(port: int, target: str, **kwargs: object) -> MjpegClient:
+    """Open ``target`` and read parts (see ``read_parts``); close the connection."""
+    reader, writer, client = await open_mjpeg(port, target)
+    try:
+        if client.status == 200:
+            await read_parts(reader, client, **kwargs)  # type: ignore[arg-type]
+        else:
+            client.ended = (await reader.read(4096)).decode()
+    finally:
+        writer.close()
+    return client
