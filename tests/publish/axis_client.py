@@ -83,6 +83,8 @@ class Part:
     payload: bytes
     #: Monotonic arrival time (s).
     arrived: float
+    #: Payload size (the payload may be kept truncated).
+    size: int = 0
 
     @property
     def sim(self) -> tuple[int, int]:
@@ -149,7 +151,8 @@ async def read_parts(
                 payload = await reader.readexactly(int(headers["content-length"]))
                 assert await reader.readexactly(2) == b"\r\n"
             arrived = loop.time()
-            client.parts.append(Part(headers, payload if keep_payload else payload[:200], arrived))
+            kept = payload if keep_payload else payload[:200]
+            client.parts.append(Part(headers, kept, arrived, len(payload)))
     except TimeoutError:
         client.ended = "time"
 

@@ -120,7 +120,7 @@ def test_upstream_rate_ignores_churn_inside_the_delay() -> None:
 
 def test_upstream_rate_deadline_counts_from_when_higher_clients_left() -> None:
     rate = UpstreamRate(None, lower_after=2.0)
-    assert rate.current is None
+    assert rate.wanted(None, False) is None  # camera default: nothing configured
     assert not rate.update(10.5, True, now=0.0)
     assert not rate.update(3.0, True, now=1.0)  # still lower: the deadline stays at 2.0
     assert rate.get_timer() == 2.0
