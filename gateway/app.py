@@ -21,6 +21,7 @@ from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
 from gateway.metrics import CONTENT_TYPE, make_registry, render
 from gateway.publish import axis
+from gateway.publish import web as web_page
 from gateway.sim import SimOptions, SimServer
 
 log = logging.getLogger("gateway.app")
@@ -204,4 +205,5 @@ def create_app(
     app.router.add_get("/api/cameras/{camera}", api_camera)
     app.router.add_get("/metrics", metrics)
     axis.add_routes(app)
+    web_page.add_routes(app)
     return app
