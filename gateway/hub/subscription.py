@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -26,6 +27,7 @@ class Subscription:
 
     __slots__ = (
         "_closed",
+        "_deliver",
         "_fps_count",
         "_fps_start",
         "_selector",
@@ -59,6 +61,7 @@ class Subscription:
         self._slot: Frame | None = None
         self._slot_ts = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._deliver: Callable[[Frame], bool] | None = None
         self._closed = False
         self._fps_start: int | None = None
         self._fps_count = 0
@@ -139,14 +142,34 @@ class Subscription:
                 return frame
             if self.closed:
                 return None
-            if self._waiter is not None:
-                raise LocalProtocolError("next() is already being awaited on this subscription")
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._waiter = None
+            await self.wait()
+
+    async def wait(self) -> None:
+        """Wait until a frame is pending, the subscription is closed, or ``wake`` is called."""
+        if self._slot is not None or self.closed:
+            return
+        if self._waiter is not None:
+            raise LocalProtocolError("next() is already being awaited on this subscription")
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def wake(self) -> None:
+        """Make a pending ``wait`` return (``next`` goes on waiting for a frame)."""
+        self._wake()
+
+    def set_deliver(self, deliver: Callable[[Frame], bool] | None) -> None:
+        """Register a synchronous taker of due frames (None: remove it).
+
+        When a frame is due and the slot is empty, ``publish`` calls ``deliver(frame)``
+        instead of filling the slot: True means it took the frame (counted as delivered,
+        nothing is woken), False puts the frame in the slot as usual. It must not wait,
+        must not raise, and must not call back into the stream.
+        """
+        self._deliver = deliver
 
     # -- endpoint feedback -----------------------------------------------------------
 
@@ -197,6 +220,11 @@ class Subscription:
                 self.skipped += 1
         elif not due:
             return
+        else:
+            deliver = self._deliver
+            if deliver is not None and deliver(frame):
+                self._count(ts)
+                return
         self._slot = frame
         self._slot_ts = ts
         self._wake()

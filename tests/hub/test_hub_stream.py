@@ -290,3 +290,57 @@ def test_received_ns_clock_and_snapshot_shape() -> None:
     assert stream.snapshot()[0]["delivered_fps"] == 0.0
     assert stream.source_fps == pytest.approx(25)
     assert stream._interval.interval_ns == NS_PER_SECOND // 25
+
+
+def test_deliver_takes_due_frames_from_publish_and_declined_ones_go_to_the_slot() -> None:
+    stream = make_stream()
+    taken: list[Frame] = []
+    accept = True
+
+    def deliver(f: Frame) -> bool:
+        if accept:
+            taken.append(f)
+        return accept
+
+    with stream.subscribe(target_fps=12.5, start_with_latest=False) as sub:
+        sub.set_deliver(deliver)
+        frames = [frame(i) for i in range(4)]
+        for f in frames:
+            stream.publish(f)
+        # Every other frame is due at 12.5 of 25 fps; taken ones count as delivered.
+        assert taken == [frames[0], frames[2]]
+        assert (sub.pending, sub.delivered, sub.skipped) == (None, 2, 0)
+        accept = False
+        for i in range(4, 8):
+            stream.publish(frames_late := frame(i))
+        # Declined: latest-wins in the slot as without a deliver callback.
+        assert sub.pending is frames_late
+        assert (sub.delivered, sub.skipped) == (2, 1)
+        accept = True
+        stream.publish(frame(8))
+        assert len(taken) == 2  # the slot is full: publish does not call deliver
+        sub.set_deliver(None)
+        assert sub.poll() is not None
+        stream.publish(frame(10))
+        assert len(taken) == 2
+        assert sub.pending is not None
+
+
+async def test_wait_returns_on_a_frame_on_wake_and_on_close() -> None:
+    stream = make_stream()
+    with stream.subscribe() as sub:
+        task = asyncio.create_task(sub.wait())
+        await asyncio.sleep(0)
+        assert not task.done()
+        sub.wake()
+        await asyncio.wait_for(task, 1)
+        task = asyncio.create_task(sub.wait())
+        await asyncio.sleep(0)
+        stream.publish(frame(0))
+        await asyncio.wait_for(task, 1)
+        await sub.wait()  # a frame is pending: no wait
+        assert sub.poll() is not None
+        task = asyncio.create_task(sub.wait())
+        await asyncio.sleep(0)
+        stream.close()
+        await asyncio.wait_for(task, 1)

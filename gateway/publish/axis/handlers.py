@@ -7,11 +7,13 @@ camera is 404; the gateway running out of room (clients, variants) is 503.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from aiohttp import web
 
 from gateway.errors import RemoteProtocolError
 from gateway.hub import StreamFullError, Subscription
+from gateway.media import Frame
 from gateway.transcode import (
     ImageParams,
     ParamError,
@@ -121,34 +123,158 @@ async def _serve(
     return response
 
 
+#: Source time between lag (SIOCOUTQ) checks of a client the fast path writes to.
+LAG_EVERY_NS = 100_000_000
+
+
+class _Pump:
+    """One client's part writer: a coroutine for the slow path, ``deliver`` for the fast.
+
+    While the coroutine is parked with nothing pending and the client took its last part
+    whole, ``publish`` hands due frames to ``deliver``, which writes them from the publish
+    path (no wakeup). Anything else (a short write, the frame count reached, the client
+    gone) goes back to the coroutine, which settles as after any write.
+    """
+
+    __slots__ = (
+        "armed",
+        "deadline_ns",
+        "egress",
+        "end",
+        "ended",
+        "lag_at",
+        "loop",
+        "options",
+        "previous_ns",
+        "sent",
+        "settle",
+        "sub",
+    )
+
+    def __init__(
+        self, sub: Subscription, egress: ClientEgress, options: MjpegOptions, deadline: float
+    ) -> None:
+        self.sub = sub
+        self.egress = egress
+        self.options = options
+        self.deadline_ns = int(deadline * 1e9)
+        self.loop = asyncio.get_running_loop()
+        self.end = None if options.duration is None else self.loop.time() + options.duration
+        self.previous_ns: int | None = None
+        self.sent = 0
+        #: ``deliver`` may take frames (the coroutine is parked in ``wait``).
+        self.armed = False
+        #: ``deliver`` wrote a part the coroutine must settle.
+        self.settle = False
+        #: Set by ``deliver`` when the stream must end: True ended, False closed.
+        self.ended: bool | None = None
+        self.lag_at: int | None = None
+
+    def write(self, frame: Frame) -> None:
+        options = self.options
+        delta = None
+        if options.deltatime:
+            previous = self.previous_ns
+            delta = 0 if previous is None else (frame.received_ns - previous) // 1000
+        self.previous_ns = frame.received_ns
+        if delta is None:
+            header = _plain_header(len(frame.payload) if options.showlength else -1)
+        else:
+            header = part_header(len(frame.payload) if options.showlength else None, delta)
+        self.egress.write((header, frame.payload, CRLF), frame.received_ns)
+        self.sent += 1
+
+    def deliver(self, frame: Frame) -> bool:
+        """Write ``frame`` now if the client can take it; False: leave it to the slot."""
+        if not self.armed:
+            return False
+        egress = self.egress
+        if egress.closing or egress.buffered():
+            return False
+        if self.end is not None and self.loop.time() >= self.end:
+            return False
+        try:
+            self.write(frame)
+        except ConnectionError:
+            return self._stop(False)
+        # The first round of ``_settle``, lag checked at most every LAG_EVERY_NS.
+        at = self.lag_at
+        if at is None or frame.received_ns - at >= LAG_EVERY_NS:
+            self.lag_at = frame.received_ns
+            lag = egress.lag_ns()
+            self.sub.record_lag(lag)
+            if lag > self.deadline_ns:
+                egress.close()
+                return self._stop(False)
+        if self.egress.closing:  # not ``egress``: mypy would keep it narrowed to False
+            return self._stop(False)
+        if egress.buffered():
+            self.settle = True
+            self.armed = False
+            self.sub.wake()
+        elif self.options.nbrofframes is not None and self.sent >= self.options.nbrofframes:
+            self.armed = False
+            self.sub.wake()
+        return True
+
+    def _stop(self, ended: bool) -> bool:
+        self.ended = ended
+        self.armed = False
+        self.sub.wake()
+        return True
+
+    async def run(self) -> bool:
+        """Write parts until the client, its duration or its frame count ends; True if ended."""
+        sub, egress, options, loop = self.sub, self.egress, self.options, self.loop
+        fast = options.maxlag_ns is None
+        if fast:
+            sub.set_deliver(self.deliver)
+        try:
+            while options.nbrofframes is None or self.sent < options.nbrofframes:
+                if self.end is not None and self.end <= loop.time():
+                    return True  # as ``wait_for`` with no time left, frame pending or not
+                frame = sub.poll()
+                if frame is None:
+                    if sub.closed:
+                        return False
+                    self.armed = fast
+                    try:
+                        if self.end is None:
+                            await sub.wait()
+                        else:
+                            await asyncio.wait_for(sub.wait(), self.end - loop.time())
+                    except TimeoutError:
+                        return True
+                    finally:
+                        self.armed = False
+                    if self.ended is not None:
+                        return self.ended
+                    if self.settle:
+                        self.settle = False
+                        if not await _settle(sub, egress, options, self.deadline_ns):
+                            return False
+                    continue
+                if egress.closing:
+                    return False
+                self.write(frame)
+                if not await _settle(sub, egress, options, self.deadline_ns):
+                    return False
+            return True
+        finally:
+            sub.set_deliver(None)
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_header(length: int) -> bytes:
+    """Return the part header without ``X-Delta-Time`` (-1: no ``Content-Length``)."""
+    return part_header(None if length < 0 else length, None)
+
+
 async def _pump(
     sub: Subscription, egress: ClientEgress, options: MjpegOptions, deadline: float
 ) -> bool:
     """Write parts until the client, its duration or its frame count ends; True if ended."""
-    loop = asyncio.get_running_loop()
-    end = None if options.duration is None else loop.time() + options.duration
-    previous_ns: int | None = None
-    sent = 0
-    while options.nbrofframes is None or sent < options.nbrofframes:
-        if end is None:
-            frame = await sub.next()
-        else:
-            try:
-                frame = await asyncio.wait_for(sub.next(), end - loop.time())
-            except TimeoutError:
-                return True
-        if frame is None or egress.closing:
-            return False
-        delta = None
-        if options.deltatime:
-            delta = 0 if previous_ns is None else (frame.received_ns - previous_ns) // 1000
-        previous_ns = frame.received_ns
-        length = len(frame.payload) if options.showlength else None
-        egress.write((part_header(length, delta), frame.payload, CRLF), frame.received_ns)
-        sent += 1
-        if not await _settle(sub, egress, options, int(deadline * 1e9)):
-            return False
-    return True
+    return await _Pump(sub, egress, options, deadline).run()
 
 
 async def _settle(
