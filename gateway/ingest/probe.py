@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.demux.http1 import BodyConsumer, ResponseHead
 from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import GatewayError, UpstreamError
 from gateway.ingest.auth import Authenticator
-from gateway.ingest.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.ingest.connection import Target, credentials_from_url, open_stream
 from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets

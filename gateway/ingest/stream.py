@@ -12,12 +12,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from gateway.config import CameraConfig
+from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.demux.http1 import BodyConsumer, ResponseHead
 from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.backoff import Failure, ReconnectPolicy, StallWatchdog
-from gateway.ingest.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.ingest.connection import IngestProtocol, Target, open_stream
 from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets

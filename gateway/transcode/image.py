@@ -12,8 +12,8 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from gateway.demux.codec import jpeg_size
 from gateway.errors import RemoteProtocolError
-from gateway.ingest.codec import jpeg_size
 from gateway.media import VIDEO_TIME_BASE, Payload
 
 from .params import FULL_COLOR, ImageParams

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from gateway.demux.codec import CODEC_NAMES, codec_name
 from gateway.errors import LocalProtocolError
-from gateway.ingest.codec import CODEC_NAMES, codec_name
 from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
 from gateway.ingest.stream import ACCEPT_HEADERS, STREAM_PATHS
 from gateway.media import StreamKind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.ingest.codec import codec_name, jpeg_size, mpeg_video_info
+from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.ingest.redact import Redactor, redact, register_secrets
 
 

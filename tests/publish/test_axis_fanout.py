@@ -8,7 +8,7 @@ import time
 import aiohttp
 import av
 
-from gateway.ingest.codec import jpeg_size
+from gateway.demux.codec import jpeg_size
 from gateway.publish.axis import AxisSettings
 
 from .axis_client import camera_toml, gateway, mjpeg, open_mjpeg, read_parts

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from gateway.ingest.codec import jpeg_size
+from gateway.demux.codec import jpeg_size
 from gateway.publish.axis import AxisSettings
 
 from .axis_client import Gateway, camera_toml, gateway, mjpeg

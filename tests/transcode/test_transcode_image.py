@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
+from gateway.demux.codec import jpeg_size
 from gateway.errors import RemoteProtocolError
-from gateway.ingest.codec import jpeg_size
 from gateway.transcode import ImageParams, JpegPipeline, qscale_for
 from tests.transcode.images import (
     SIZE,

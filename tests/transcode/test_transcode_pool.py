@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from gateway.demux.codec import jpeg_size
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.ingest.codec import jpeg_size
 from gateway.media import Frame
 from gateway.transcode import (
     ImageParams,

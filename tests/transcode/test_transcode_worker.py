@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from gateway.demux.codec import jpeg_size
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.ingest.codec import jpeg_size
 from gateway.media import Frame, Payload
 from gateway.transcode import ImageParams, JpegPipeline, JpegTranscoder
 from tests.transcode.images import detailed, encode_jpeg, frame
