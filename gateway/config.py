@@ -7,7 +7,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -92,6 +92,17 @@ class CameraConfig:
         return self.source == "sim"
 
 
+def find_camera(cameras: Iterable[CameraConfig], key: str) -> CameraConfig | None:
+    """Return the camera named ``key``, else the one at 1-based position ``key`` (DESIGN §5)."""
+    cameras = tuple(cameras)
+    for cam in cameras:
+        if cam.name == key:
+            return cam
+    if key.isdigit():
+        return next((cam for cam in cameras if cam.index == int(key)), None)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Where the gateway listens."""
@@ -156,12 +167,7 @@ class GatewayConfig:
 
     def camera(self, key: str) -> CameraConfig | None:
         """Return the camera named ``key`` or at 1-based position ``key``."""
-        for cam in self.cameras:
-            if cam.name == key:
-                return cam
-        if key.isdigit() and 1 <= int(key) <= len(self.cameras):
-            return self.cameras[int(key) - 1]
-        return None
+        return find_camera(self.cameras, key)
 
     def secrets(self) -> tuple[str, ...]:
         """Return every secret value, for redaction."""

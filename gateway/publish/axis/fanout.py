@@ -107,10 +107,11 @@ class CameraFanout:
     def clients(self) -> list[dict[str, object]]:
         """Return the ``/api/cameras`` ``clients`` entries (DESIGN §5) plus socket state."""
         out: list[dict[str, object]] = []
-        for stream in self.streams():
+        labelled = [("passthrough", self.source)]
+        labelled += [(params.describe(), stream) for params, stream in self.variants.items()]
+        for label, stream in labelled:
             for sub, entry in zip(stream, stream.snapshot(), strict=True):
-                params = next((p for p, s in self.variants.items() if s is stream), None)
-                entry["variant"] = params.describe() if params is not None else "passthrough"
+                entry["variant"] = label
                 egress = self.egress.get(sub)
                 if egress is not None:
                     buffered = egress.buffered()

@@ -11,6 +11,7 @@ import functools
 
 from aiohttp import web
 
+from gateway.config import find_camera
 from gateway.errors import RemoteProtocolError
 from gateway.hub import StreamFullError, Subscription
 from gateway.media import Frame
@@ -60,10 +61,11 @@ def _error(status: int, reason: object) -> web.Response:
 def _fanout(request: web.Request) -> CameraFanout:
     """Return the camera of the path's N, else ``camera=``, else camera 1; or raise 404."""
     key = request.match_info.get("camera") or request.query.get("camera") or "1"
-    for fanout in request.app[FANOUTS].values():
-        if fanout.camera.name == key or (key.isdigit() and fanout.camera.index == int(key)):
-            return fanout
-    raise web.HTTPNotFound(text=f"Error: no camera {key[:40]!r}\n", content_type="text/plain")
+    fanouts = request.app[FANOUTS]
+    camera = find_camera((fanout.camera for fanout in fanouts.values()), key)
+    if camera is None:
+        raise web.HTTPNotFound(text=f"Error: no camera {key[:40]!r}\n", content_type="text/plain")
+    return fanouts[camera.name]
 
 
 async def mjpeg(request: web.Request) -> web.StreamResponse:
@@ -114,7 +116,7 @@ async def _serve(
     egress = ClientEgress(transport, writer)
     fanout.egress[sub] = egress
     try:
-        if await _pump(sub, egress, options, fanout.settings.write_deadline):
+        if await _Pump(sub, egress, options, fanout.settings.write_deadline).run():
             egress.write((CLOSE_DELIMITER,), 0)
     except ConnectionError:
         pass  # the client left; leaving the subscription is all there is to do
@@ -268,13 +270,6 @@ class _Pump:
 def _plain_header(length: int) -> bytes:
     """Return the part header without ``X-Delta-Time`` (-1: no ``Content-Length``)."""
     return part_header(None if length < 0 else length, None)
-
-
-async def _pump(
-    sub: Subscription, egress: ClientEgress, options: MjpegOptions, deadline: float
-) -> bool:
-    """Write parts until the client, its duration or its frame count ends; True if ended."""
-    return await _Pump(sub, egress, options, deadline).run()
 
 
 async def _settle(
