@@ -35,6 +35,21 @@ class StreamState(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class CutPoint:
+    """Where a client may start an MPEG-2 stream and decode every picture (DESIGN §6)."""
+
+    #: The GOP header's ``closed_gop`` flag (ISO/IEC 13818-2 §6.3.8), as received.
+    closed_gop: bool
+    #: The GOP header's ``broken_link`` flag, as received.
+    broken_link: bool
+    #: What a client starting here is sent instead of the frame's payload: the payload
+    #: with the headers the camera does not repeat prepended (sequence header and
+    #: extension; PAT and PMT in a transport stream) and ``broken_link`` set in an open
+    #: GOP, so the first bytes a client gets always decode.
+    join: Payload
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One unit of media received from a camera: a JPEG image, an audio part, or MPEG data."""
 
@@ -52,6 +67,11 @@ class Frame:
     received_ns: int = 0
     #: Extra part headers worth keeping (lower-case name, value), e.g. ``x-delta-time``.
     headers: tuple[tuple[str, str], ...] = field(default=())
+    #: MPEG-2: set when a client may start at this frame (a GOP's first picture).
+    cut: CutPoint | None = None
+    #: MPEG-2: a B-picture of an open GOP shown before the GOP's I-picture; a client that
+    #: started at that GOP's cut point skips it (it references the previous GOP).
+    leading: bool = False
 
     @property
     def size(self) -> int:
