@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.errors import ConfigError
 from gateway.sim.encoders import AudioCodec
 from gateway.sim.framing import Framing, make_framing
-from gateway.sim.options import Quirk, Quirks, check_size
+from gateway.sim.options import MPEG2_FORMATS, Quirk, Quirks, check_size
 from gateway.sim.source import Chunk, Source, SourceClosedError
 from gateway.sim.state import STATE, SimState
 
@@ -292,14 +292,14 @@ async def _pump(
 
 
 async def mpeg2(request: web.Request) -> web.StreamResponse:
-    """Serve MPEG-2 video as elementary or program stream (§5.3.1/5.3.2)."""
+    """Serve MPEG-2 video as elementary, program or transport stream (§5.3.1/5.3.2)."""
     state = _state(request)
     channel, size = _channel(request), _size(request)
     container = request.query.get("format", state.options.mpeg2_format)
-    if container not in ("es", "ps"):
-        raise ParamError(f"format must be es or ps, got {container!r}")
+    if container not in MPEG2_FORMATS:
+        raise ParamError(f"format must be es, ps or ts, got {container!r}")
     deadline = _deadline(request)
-    source = state.mpeg2_source(channel, size, container == "ps")
+    source = state.mpeg2_source(channel, size, container)
     response = await _open(request, "video/mpeg")
     return await _pump(request, response, source, deadline, lambda chunk, sent: (chunk.data, 0))
 

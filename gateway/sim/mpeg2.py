@@ -1,8 +1,9 @@
-"""MPEG-2 video for the simulator: elementary stream, or packed into a program stream.
+"""MPEG-2 video for the simulator: elementary stream, program stream or transport stream.
 
-The program stream is packetised here rather than by FFmpeg's ``mpeg`` muxer so that
-every GOP starts a pack of its own: clients then join exactly at a cut point
-(pack header, sequence header, GOP header, I-picture; ISO/IEC 13818-1 §2.5.3).
+The program and transport streams are packetised here rather than by FFmpeg's muxers
+so that every GOP starts cleanly: a pack of its own (pack header, sequence header, GOP
+header, I-picture; ISO/IEC 13818-1 §2.5.3), or in a transport stream a PAT and a PMT
+followed by a PES packet that starts a TS packet (§2.4.3, §2.4.4).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ MAX_PES_PAYLOAD = 65_000
 _START_90K = 45_000
 #: program_mux_rate in units of 50 bytes/s (ISO/IEC 13818-1 §2.5.3.4): 10 Mbit/s.
 _MUX_RATE = 25_000
+#: Transport stream packet size and the PIDs we use (ISO/IEC 13818-1 §2.4.3.2).
+TS_PACKET = 188
+PMT_PID = 0x1000
+VIDEO_PID = 0x100
+#: Containers the producer can write.
+CONTAINERS = ("es", "ps", "ts")
 
 
 def mpeg2_rate(fps: float) -> Fraction:
@@ -86,11 +93,86 @@ def pes_packets(payload: bytes, pts: int, dts: int) -> bytes:
     return bytes(out)
 
 
+def crc32_mpeg(data: bytes) -> int:
+    """Return the CRC_32 of PSI sections (ISO/IEC 13818-1 Annex A: poly 0x04C11DB7, MSB first)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = (crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1
+        crc &= 0xFFFFFFFF
+    return crc
+
+
+def _section(table_id: int, ext: int, body: bytes) -> bytes:
+    """Return a PSI section: header, body, CRC (ISO/IEC 13818-1 §2.4.4.3, §2.4.4.8)."""
+    length = 5 + len(body) + 4
+    head = bytes([table_id, 0xB0 | length >> 8, length & 0xFF]) + ext.to_bytes(2, "big")
+    data = head + b"\xc1\x00\x00" + body  # version 0, current_next 1, one section
+    return data + crc32_mpeg(data).to_bytes(4, "big")
+
+
+def psi_tables() -> tuple[bytes, bytes]:
+    """Return the PAT and PMT sections of a one-program stream with MPEG-2 video."""
+    pat = _section(0x00, 1, (1).to_bytes(2, "big") + (0xE000 | PMT_PID).to_bytes(2, "big"))
+    video = bytes([0x02, 0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0x00])
+    pmt = _section(0x02, 1, (0xE000 | VIDEO_PID).to_bytes(2, "big") + b"\xf0\x00" + video)
+    return pat, pmt
+
+
+class TsPacketizer:
+    """Splits PSI sections and PES packets into 188-byte TS packets with counters."""
+
+    def __init__(self) -> None:
+        self._cc: dict[int, int] = {}
+
+    def packets(self, pid: int, data: bytes, *, pcr: int | None = None) -> bytes:
+        """Return data as TS packets of pid; the first sets payload_unit_start_indicator.
+
+        pcr is the 90 kHz program clock reference base put in the first packet.
+        """
+        out = bytearray()
+        pos, first = 0, True
+        while first or pos < len(data):
+            field = b""  # adaptation field without its length byte (§2.4.3.4)
+            if first and pcr is not None:
+                field = b"\x10" + ((pcr & (1 << 33) - 1) << 15 | 0x3F << 9).to_bytes(6, "big")
+            room = TS_PACKET - 4 - (len(field) + 1 if field else 0)
+            piece = data[pos : pos + room]
+            short = room - len(piece)
+            if short and field:
+                field += b"\xff" * short  # stuffing bytes (§2.4.3.5)
+            elif short:
+                field = b"\x00" + b"\xff" * (short - 2) if short > 1 else b""
+            cc = (self._cc.get(pid, 15) + 1) & 15
+            self._cc[pid] = cc
+            adapt = field or short
+            control = (0x30 if adapt else 0x10) | cc
+            head = bytes([0x47, (0x40 if first else 0) | pid >> 8, pid & 0xFF, control])
+            packet = head + (bytes([len(field)]) + field if adapt else b"") + piece
+            assert len(packet) == TS_PACKET, len(packet)
+            out += packet
+            pos += len(piece)
+            first = False
+        return bytes(out)
+
+    def psi(self, pid: int, section: bytes) -> bytes:
+        """Return one section as TS packets (pointer_field 0)."""
+        return self.packets(pid, b"\x00" + section)
+
+
 class Mpeg2Producer:
-    """Encodes the channel's pattern as MPEG-2 with closed GOPs and a sequence header each."""
+    """Encodes the channel's pattern as MPEG-2 with a sequence header at every GOP."""
 
     def __init__(
-        self, channel: int, width: int, height: int, fps: float, *, program_stream: bool
+        self,
+        channel: int,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        container: str = "es",
+        open_gop: bool = False,
     ) -> None:
         self._pattern = Pattern(channel, width, height)
         self.rate = mpeg2_rate(fps)
@@ -104,10 +186,15 @@ class Mpeg2Producer:
         ctx.bit_rate = max(width * height * 6, 500_000)
         # Closed GOPs so a client starting at any GOP decodes every picture; FFmpeg
         # refuses closed GOPs while scene-change detection may insert I-pictures.
-        ctx.options = {"flags": "+cgop", "sc_threshold": "1000000000"}
+        # Open GOPs (B-pictures at a GOP start refer to the previous GOP) on request.
+        ctx.options = {"sc_threshold": "1000000000"} | ({} if open_gop else {"flags": "+cgop"})
         ctx.open()
         self._ctx = ctx
-        self._program_stream = program_stream
+        if container not in CONTAINERS:
+            raise ValueError(f"container must be one of {', '.join(CONTAINERS)}")
+        self._container = container
+        self._ts = TsPacketizer()
+        self._psi = psi_tables()
         self._ticks_90k = Fraction(90_000) / self.rate
         self._count = 0
 
@@ -122,9 +209,23 @@ class Mpeg2Producer:
         for packet in self._ctx.encode(picture):
             data = bytes(packet)
             key = data.startswith(b"\x00\x00\x01\xb3")
-            if self._program_stream and packet.pts is not None and packet.dts is not None:
+            if self._container != "es" and packet.pts is not None and packet.dts is not None:
                 pts = _START_90K + int(packet.pts * self._ticks_90k)
                 dts = _START_90K + int(packet.dts * self._ticks_90k)
-                data = pack_header(max(dts - 9000, 0)) + pes_packets(data, pts, dts)
+                if self._container == "ps":
+                    data = pack_header(max(dts - 9000, 0)) + pes_packets(data, pts, dts)
+                else:
+                    data = self._transport(data, pts, dts, key)
             out.append(Encoded(data, key))
         return out
+
+    def _transport(self, data: bytes, pts: int, dts: int, key: bool) -> bytes:
+        """Return one picture as TS packets, with PAT and PMT before a GOP."""
+        head = b""
+        if key:
+            pat, pmt = self._psi
+            head = self._ts.psi(0, pat) + self._ts.psi(PMT_PID, pmt)
+        # One unbounded PES packet per picture (length 0 is allowed for video in TS).
+        header = b"\x84\xc0\x0a" + _timestamp(0b0011, pts) + _timestamp(0b0001, dts)
+        pes = b"\x00\x00\x01\xe0\x00\x00" + header + data
+        return head + self._ts.packets(VIDEO_PID, pes, pcr=max(dts - 9000, 0) * 300)

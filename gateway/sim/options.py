@@ -87,8 +87,8 @@ def parse_quirks(specs: Iterable[str]) -> dict[Quirk, int]:
 
 #: Supported values of SimOptions.auth.
 AUTH_SCHEMES: Final = ("basic", "digest")
-#: Supported values of SimOptions.mpeg2_format: elementary or program stream.
-MPEG2_FORMATS: Final = ("es", "ps")
+#: Supported values of SimOptions.mpeg2_format: elementary, program or transport stream.
+MPEG2_FORMATS: Final = ("es", "ps", "ts")
 #: Supported values of SimOptions.audio_codec.
 AUDIO_CODECS: Final = ("g726", "g726le", "pcmu")
 
@@ -109,8 +109,10 @@ class SimOptions:
     user: tuple[str, str] | None = None
     #: Number of video inputs (``camera=1..channels``).
     channels: int = 4
-    #: ``"es"`` (elementary stream) or ``"ps"`` (program stream) for MPEG-2.
+    #: ``"es"`` (elementary), ``"ps"`` (program) or ``"ts"`` (transport stream) for MPEG-2.
     mpeg2_format: str = "es"
+    #: MPEG-2 open GOPs: B-pictures at a GOP start refer to the previous GOP.
+    mpeg2_open_gop: bool = False
     #: Default audio encoding: ``"g726"``, ``"g726le"`` or ``"pcmu"``.
     audio_codec: str = "g726"
     #: Seconds a Digest nonce stays valid; later uses are answered ``stale=true``.

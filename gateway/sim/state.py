@@ -53,14 +53,16 @@ class SimState:
             1 / self.options.fps,
         )
 
-    def mpeg2_source(self, channel: int, size: tuple[int, int], program_stream: bool) -> Source:
+    def mpeg2_source(self, channel: int, size: tuple[int, int], container: str) -> Source:
         """Return the shared MPEG-2 source of a channel, resolution and container."""
         width, height = size
-        fps = self.options.fps
+        fps, open_gop = self.options.fps, self.options.mpeg2_open_gop
         return self.hub.get(
-            ("mpeg2", channel, size, program_stream),
-            f"sim-mpeg2-{channel}-{width}x{height}-{'ps' if program_stream else 'es'}",
-            lambda: Mpeg2Producer(channel, width, height, fps, program_stream=program_stream),
+            ("mpeg2", channel, size, container),
+            f"sim-mpeg2-{channel}-{width}x{height}-{container}",
+            lambda: Mpeg2Producer(
+                channel, width, height, fps, container=container, open_gop=open_gop
+            ),
             float(1 / mpeg2_rate(fps)),
         )
 

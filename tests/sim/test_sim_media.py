@@ -56,7 +56,7 @@ async def test_mpeg2_gop_structure(fetch: Fetch) -> None:
 
 
 async def test_mpeg2_format_option_and_bad_format(raw: Fetch, fetch: Fetch) -> None:
-    bad = await fetch("/axis-cgi/mpeg2/video.cgi?format=ts")
+    bad = await fetch("/axis-cgi/mpeg2/video.cgi?format=mp4")
     assert bad.status == 400
     server = SimServer(SimOptions(size=(160, 120), mpeg2_format="ps", fps=30))
     await server.start()

@@ -49,7 +49,7 @@ def test_parse_quirks_errors(spec: str, message: str) -> None:
         ({"fps": 0}, "sim.fps: must be in (0, 120]"),
         ({"size": (641, 480)}, "sim.size: must be even"),
         ({"channels": 0}, "sim.channels: must be 1..16"),
-        ({"mpeg2_format": "ts"}, "sim.mpeg2_format: must be one of es, ps"),
+        ({"mpeg2_format": "mp4"}, "sim.mpeg2_format: must be one of es, ps, ts"),
         ({"audio_codec": "aac"}, "sim.audio_codec"),
         ({"auth": "ntlm", "user": ("a", "b")}, "sim.auth: must be one of basic, digest"),
         ({"auth": "basic"}, "sim.auth: auth and user go together"),
