@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--auth", choices=["basic", "digest"])
     sim.add_argument("--user", type=_user, metavar="USER:PASSWORD")
     sim.add_argument("--channels", type=int, default=4)
-    sim.add_argument("--mpeg2-format", choices=["es", "ps"], default="es")
+    sim.add_argument("--mpeg2-format", choices=["es", "ps", "ts"], default="es")
+    sim.add_argument(
+        "--mpeg2-open-gop", action="store_true", help="MPEG-2 open GOPs (no closed_gop flag)"
+    )
     sim.add_argument("--audio-codec", choices=["g726", "g726le", "pcmu"], default="g726")
 
     probe = sub.add_parser("probe", help="report what a camera serves")
@@ -150,6 +153,7 @@ async def _sim(args: argparse.Namespace) -> int:
         user=args.user,
         channels=args.channels,
         mpeg2_format=args.mpeg2_format,
+        mpeg2_open_gop=args.mpeg2_open_gop,
         audio_codec=args.audio_codec,
     )
     await run_sim(options, *args.listen)
