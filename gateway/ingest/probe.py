@@ -13,9 +13,9 @@ from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import GatewayError, UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.connection import Target, credentials_from_url, open_stream
+from gateway.ingest.kinds import STREAM_PATHS
 from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets
-from gateway.ingest.stream import STREAM_PATHS
 
 _PICTURE_START = b"\x00\x00\x01\x00"
 #: Bytes of an unframed stream kept for codec and size detection.

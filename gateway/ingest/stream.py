@@ -1,4 +1,9 @@
-"""CameraStream: one upstream stream per camera, supervised (reconnect, stall, backoff)."""
+"""CameraStream: one upstream stream per camera, supervised (reconnect, stall, backoff).
+
+The per-kind tables live in ``gateway.ingest.kinds`` and one connection in
+``gateway.ingest.session``; this module keeps the lifecycle, the reconnect loop, the
+state and counters, and the upstream rate (``set_fps``).
+"""
 
 from __future__ import annotations
 
@@ -7,78 +12,34 @@ import collections
 import logging
 import time
 from collections.abc import Callable, MutableMapping
-from fractions import Fraction
 from typing import Any
-from urllib.parse import urlencode
 
 from gateway.config import CameraConfig
-from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
-from gateway.demux.http1 import BodyConsumer, ResponseHead
-from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
-from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
+from gateway.errors import UpstreamError
 from gateway.ingest.auth import Authenticator
-from gateway.ingest.backoff import Failure, ReconnectPolicy, StallWatchdog
-from gateway.ingest.connection import IngestProtocol, Target, open_stream
-from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
+from gateway.ingest.backoff import Failure, ReconnectPolicy
+from gateway.ingest.connection import Target
+from gateway.ingest.kinds import (
+    ACCEPT_HEADERS,
+    AUDIO_TIME_BASE,
+    STREAM_PATHS,
+    make_consumer,
+    stream_path,
+)
 from gateway.ingest.redact import redact, register_secrets
-from gateway.media import NS_PER_SECOND, VIDEO_TIME_BASE, Frame, Payload, StreamKind, StreamState
+from gateway.ingest.session import Session
+from gateway.media import NS_PER_SECOND, Frame, StreamKind, StreamState
 
-#: Upstream paths per stream kind (VAPIX §5.2.6, §5.3.1, §5.5.1).
-STREAM_PATHS = {
-    StreamKind.MJPEG: "/axis-cgi/mjpg/video.cgi",
-    StreamKind.MPEG2: "/axis-cgi/mpeg2/video.cgi",
-    StreamKind.AUDIO: "/axis-cgi/audio/receive.cgi",
-}
-#: What each kind asks for in ``Accept``.
-ACCEPT_HEADERS = {
-    StreamKind.MJPEG: "multipart/x-mixed-replace, image/jpeg;q=0.5",
-    StreamKind.MPEG2: "video/mpeg, video/mp2t;q=0.5",
-    StreamKind.AUDIO: "multipart/x-mixed-replace, audio/*;q=0.5",
-}
-#: G.726 and G.711 run at 8 kHz: audio pts count samples (STYLE.md §10).
-AUDIO_TIME_BASE = Fraction(1, 8000)
-
-
-def stream_path(camera: CameraConfig, kind: StreamKind, fps: int | None) -> str:
-    """Return the upstream path and query for one stream of ``camera``."""
-    query: list[tuple[str, str]] = []
-    if kind is not StreamKind.AUDIO and camera.channel is not None:
-        query.append(("camera", str(camera.channel)))
-    if kind is StreamKind.MJPEG:
-        if camera.resolution is not None:
-            query.append(("resolution", "{}x{}".format(*camera.resolution)))
-        if fps is not None:
-            query.append((camera.rate_param.value, str(fps)))
-    path = STREAM_PATHS[kind]
-    return f"{path}?{urlencode(query)}" if query else path
-
-
-def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
-    """Return the body consumer for a 200 response, or raise for content we cannot ingest."""
-    content_type = head.get("content-type", "") or ""
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
-        return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
-    if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
-        return RawConsumer(media, marker=PICTURE_START)
-    if kind is StreamKind.AUDIO and media.startswith("audio/"):
-        return RawConsumer(media)
-    raise UpstreamError(f"unexpected content type {media or '(none)'}")
-
-
-def _copied(consumer: BodyConsumer) -> int:
-    copied = getattr(consumer, "bytes_copied", 0)
-    return copied if isinstance(copied, int) else 0
-
-
-def _failure_of(exc: BaseException) -> Failure:
-    if isinstance(exc, AuthError):
-        return Failure.AUTH
-    if isinstance(exc, UpstreamError):
-        return Failure.UPSTREAM
-    if isinstance(exc, RemoteProtocolError):
-        return Failure.PROTOCOL
-    return Failure.NETWORK
+# Re-exported: these lived here before the split and are imported from here.
+__all__ = [
+    "ACCEPT_HEADERS",
+    "AUDIO_TIME_BASE",
+    "STREAM_PATHS",
+    "CameraStream",
+    "StreamLogger",
+    "make_consumer",
+    "stream_path",
+]
 
 
 class StreamLogger(logging.LoggerAdapter[logging.Logger]):
@@ -143,14 +104,12 @@ class CameraStream:
         self.policy = policy or ReconnectPolicy()
         self.stall_timeout = camera.stall_timeout if stall_timeout is None else stall_timeout
         self.connect_timeout = connect_timeout
-        self._time_base = AUDIO_TIME_BASE if kind is StreamKind.AUDIO else VIDEO_TIME_BASE
         self._fps_window_ns = int(fps_window * NS_PER_SECOND)
         self._arrivals: collections.deque[int] = collections.deque(maxlen=1024)
         self._task: asyncio.Task[None] | None = None
-        self._protocol: IngestProtocol | None = None
+        #: The current connection attempt, if any.
+        self._session: Session | None = None
         self._logged_error: str | None = None
-        self._seq = 0
-        self._want_resolution = True
         self._bytes_done = 0
         #: Current state.
         self.state = StreamState.IDLE
@@ -159,7 +118,6 @@ class CameraStream:
         self.frames_in = 0
         #: Exceptions raised by ``on_frame`` (logged once).
         self.callback_errors = 0
-        self._counts_pictures = kind is StreamKind.MPEG2
         self.frames_dropped = 0
         self.reconnects = 0
         self.last_error: str | None = None
@@ -168,7 +126,6 @@ class CameraStream:
         self.resolution: tuple[int, int] | None = None
         self.codec: str | None = None
         self._copied_done = 0
-        self._consumer: BodyConsumer | None = None
         #: State changes as (monotonic time, state), newest last (bounded).
         self.history: collections.deque[tuple[float, StreamState]] = collections.deque(maxlen=64)
 
@@ -182,7 +139,7 @@ class CameraStream:
     @property
     def bytes_in(self) -> int:
         """Return bytes read from the camera over all connections."""
-        live = self._protocol.bytes_in if self._protocol is not None else 0
+        live = self._session.bytes_in if self._session is not None else 0
         return self._bytes_done + live
 
     @property
@@ -193,7 +150,7 @@ class CameraStream:
         shared a scratch read with the response head or a chunk-size line are copied
         into it once, and the demuxer counts its own copies.
         """
-        live = _copied(self._consumer) if self._consumer is not None else 0
+        live = self._session.bytes_copied if self._session is not None else 0
         return self._copied_done + live
 
     def fps_in(self, now_ns: int | None = None) -> float:
@@ -220,9 +177,9 @@ class CameraStream:
         self._fps = fps
         self._target = self._base_target.with_target(stream_path(self.camera, self.kind, fps))
         self.log.info("asking the camera for %s fps", "its default" if fps is None else fps)
-        if self._protocol is not None:
+        if self._session is not None and self._session.protocol is not None:
             self._retarget = True
-            self._protocol.abort(UpstreamError("frame rate changed"))
+            self._session.abort(UpstreamError("frame rate changed"))
 
     async def start(self) -> None:
         """Start ingesting in the background."""
@@ -285,68 +242,34 @@ class CameraStream:
             await self._back_off(failure, message)
 
     async def _attempt(self) -> tuple[Failure, str]:
-        consumer: list[BodyConsumer] = []
-
-        def accept(head: ResponseHead) -> BodyConsumer:
-            consumer.append(make_consumer(self.kind, head))
-            return consumer[0]
-
-        self._seq = 0
-        self._want_resolution = True
         target = self._target
-        try:
-            opened = await open_stream(
-                target,
-                accept,
-                self._handle_events,
-                auth=self._auth,
-                response_timeout=self.connect_timeout,
-                accept_header=ACCEPT_HEADERS[self.kind],
-            )
-        except GatewayError as exc:
-            return _failure_of(exc), str(exc)
-        self._protocol = protocol = opened.protocol
-        self._consumer = consumer[0]
+        session = Session(
+            self.kind, target, self, auth=self._auth, connect_timeout=self.connect_timeout
+        )
+        failed = await session.open()
+        if failed is not None:
+            return failed
+        self._session = session
         try:
             if target is not self._target:
                 self._retarget = True  # set_fps while connecting: this one asked the old rate
                 return Failure.UPSTREAM, "frame rate changed"
-            self._went_live(opened.head, consumer[0])
-            return await self._watch(protocol)
+            self._went_live(session)
+            return await session.watch(self.stall_timeout)
         finally:
-            protocol.abort(UpstreamError("stopped"))
-            self._bytes_done += protocol.bytes_in
-            self._copied_done += _copied(consumer[0])
-            self._protocol = None
-            self._consumer = None
+            session.abort(UpstreamError("stopped"))
+            self._bytes_done += session.bytes_in
+            self._copied_done += session.bytes_copied
+            self._session = None
 
-    def _went_live(self, head: ResponseHead, consumer: BodyConsumer) -> None:
-        self.content_type = head.get("content-type")
-        boundary = getattr(consumer, "boundary", None)
-        self.boundary = boundary.decode("latin-1") if isinstance(boundary, bytes) else None
+    def _went_live(self, session: Session) -> None:
+        self.content_type = session.content_type
+        self.boundary = session.boundary
         self.policy.connected(time.monotonic())
         self._set_state(StreamState.LIVE)
         if self._logged_error is not None or self.reconnects == 0:
             self.log.info("live (%s)", self.content_type)
         self._logged_error = None
-
-    async def _watch(self, protocol: IngestProtocol) -> tuple[Failure, str]:
-        """Wait until the connection ends or stalls."""
-        watchdog = StallWatchdog(self.stall_timeout)
-        while not protocol.closed.done():
-            watchdog.data_received(protocol.last_data)
-            now = time.monotonic()
-            if watchdog.handle_timer(now):
-                return Failure.STALL, f"stalled: no data for {self.stall_timeout:g} s"
-            deadline = watchdog.get_timer()
-            assert deadline is not None
-            await asyncio.wait([protocol.closed], timeout=max(deadline - now, 0.0))
-        error = protocol.closed.result()
-        if error is None:
-            return Failure.NETWORK, "connection closed by the camera"
-        if isinstance(error, GatewayError):
-            return _failure_of(error), str(error)
-        return Failure.NETWORK, f"connection lost: {error}"
 
     async def _back_off(self, failure: Failure, message: str) -> None:
         now = time.monotonic()
@@ -366,40 +289,13 @@ class CameraStream:
             if self.policy.handle_timer(time.monotonic()):
                 return
 
-    # -- frames ---------------------------------------------------------------------------
+    # -- the session's frame sink ---------------------------------------------------------
 
-    def _handle_events(self, events: list[Any]) -> None:
-        for event in events:
-            if isinstance(event, PartReceived | RawReceived):
-                self._deliver(event)
-            elif isinstance(event, PartDropped):
-                self.frames_dropped += 1
-
-    def _deliver(self, event: PartReceived | RawReceived) -> None:
-        content_type: str = event.content_type or _DEFAULT_TYPES[self.kind]
-        media = content_type.split(";", 1)[0].strip().lower()
-        if not media.startswith(_FRAME_TYPES[self.kind]):
-            return  # e.g. a text part in a video stream: surfaced by the demuxer, not a frame
-        payload: Payload = event.payload
-        received_ns = time.monotonic_ns()
-        if self._want_resolution:
-            self._want_resolution = False
-            self._inspect(media, payload)
-        tb = self._time_base
-        frame = Frame(
-            payload=payload,
-            content_type=content_type,
-            seq=self._seq,
-            pts=received_ns * tb.denominator // (tb.numerator * NS_PER_SECOND),
-            time_base=tb,
-            received_ns=received_ns,
-            headers=() if isinstance(event, RawReceived) else tuple(event.headers),
-        )
-        self._seq += 1
+    def frame_received(self, frame: Frame, pictures: int) -> None:
+        """Count a frame, keep it as ``latest`` and pass it to ``on_frame``."""
         # An MPEG-2 read is a run of bytes: frames_in and fps_in count the pictures in it.
-        pictures = event.markers if isinstance(event, RawReceived) and self._counts_pictures else 1
         self.frames_in += pictures
-        self._arrivals.extend([received_ns] * pictures)
+        self._arrivals.extend([frame.received_ns] * pictures)
         self.latest = frame
         if self.on_frame is not None:
             try:
@@ -409,26 +305,11 @@ class CameraStream:
                 if self.callback_errors == 1:  # once: a broken callback must not flood the log
                     self.log.error("on_frame callback failed: %r", exc, exc_info=exc)
 
-    def _inspect(self, media: str, payload: Payload) -> None:
-        if media == "image/jpeg":
-            self.codec = "JPEG"
-            self.resolution = jpeg_size(payload) or self.resolution
-        elif self.kind is StreamKind.MPEG2:
-            info = mpeg_video_info(payload)
-            if info is not None:
-                self.codec, self.resolution = info
-            elif self._seq < _MAX_SCANS:
-                self._want_resolution = True  # the sequence header may come later
-        else:
-            self.codec = codec_name(media)
+    def frame_dropped(self) -> None:
+        """Count a part the demuxer dropped."""
+        self.frames_dropped += 1
 
-
-#: Reads of an MPEG-2 stream scanned for a sequence header before giving up.
-_MAX_SCANS = 64
-_DEFAULT_TYPES = {
-    StreamKind.MJPEG: "image/jpeg",
-    StreamKind.MPEG2: "video/mpeg",
-    StreamKind.AUDIO: "audio/32KADPCM",
-}
-#: Media-type prefixes that count as frames per stream kind.
-_FRAME_TYPES = {StreamKind.MJPEG: "image/", StreamKind.MPEG2: "video/", StreamKind.AUDIO: "audio/"}
+    def described(self, codec: str, resolution: tuple[int, int] | None) -> None:
+        """Take the codec and, when found, the resolution."""
+        self.codec = codec
+        self.resolution = resolution or self.resolution

@@ -1,0 +1,139 @@
+"""What differs per stream kind: upstream path, Accept, body consumer, events to frames.
+
+A new body consumer plugs in at two places, side by side here: ``make_consumer`` picks
+it for a response, and its kind's entry in ``FRAME_DATA`` turns its events into frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from urllib.parse import urlencode
+
+from gateway.config import CameraConfig
+from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.multipart import MultipartDemuxer, PartReceived
+from gateway.errors import UpstreamError
+from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
+from gateway.media import VIDEO_TIME_BASE, CutPoint, Payload, StreamKind
+
+#: Upstream paths per stream kind (VAPIX §5.2.6, §5.3.1, §5.5.1).
+STREAM_PATHS = {
+    StreamKind.MJPEG: "/axis-cgi/mjpg/video.cgi",
+    StreamKind.MPEG2: "/axis-cgi/mpeg2/video.cgi",
+    StreamKind.AUDIO: "/axis-cgi/audio/receive.cgi",
+}
+#: What each kind asks for in ``Accept``.
+ACCEPT_HEADERS = {
+    StreamKind.MJPEG: "multipart/x-mixed-replace, image/jpeg;q=0.5",
+    StreamKind.MPEG2: "video/mpeg, video/mp2t;q=0.5",
+    StreamKind.AUDIO: "multipart/x-mixed-replace, audio/*;q=0.5",
+}
+#: G.726 and G.711 run at 8 kHz: audio pts count samples (STYLE.md §10).
+AUDIO_TIME_BASE = Fraction(1, 8000)
+#: The unit of ``Frame.pts`` per kind.
+TIME_BASES = {
+    StreamKind.MJPEG: VIDEO_TIME_BASE,
+    StreamKind.MPEG2: VIDEO_TIME_BASE,
+    StreamKind.AUDIO: AUDIO_TIME_BASE,
+}
+
+
+def stream_path(camera: CameraConfig, kind: StreamKind, fps: int | None) -> str:
+    """Return the upstream path and query for one stream of ``camera``."""
+    query: list[tuple[str, str]] = []
+    if kind is not StreamKind.AUDIO and camera.channel is not None:
+        query.append(("camera", str(camera.channel)))
+    if kind is StreamKind.MJPEG:
+        if camera.resolution is not None:
+            query.append(("resolution", "{}x{}".format(*camera.resolution)))
+        if fps is not None:
+            query.append((camera.rate_param.value, str(fps)))
+    path = STREAM_PATHS[kind]
+    return f"{path}?{urlencode(query)}" if query else path
+
+
+def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
+    """Return the body consumer for a 200 response, or raise for content we cannot ingest."""
+    content_type = head.get("content-type", "") or ""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
+        return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
+    if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
+        return RawConsumer(media, marker=PICTURE_START)
+    if kind is StreamKind.AUDIO and media.startswith("audio/"):
+        return RawConsumer(media)
+    raise UpstreamError(f"unexpected content type {media or '(none)'}")
+
+
+# -- consumer events -> frames ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FrameData:
+    """What one consumer event gives a ``Frame``; the session adds seq and timestamps."""
+
+    #: The encoded bytes, as the consumer handed them over.
+    payload: Payload
+    #: MIME type, possibly with parameters (``image/jpeg``, ``video/mpeg``).
+    content_type: str
+    #: Part headers worth keeping (lower-case name, value).
+    headers: tuple[tuple[str, str], ...] = ()
+    #: Pictures in it, counted by ``frames_in`` and ``fps_in`` (an MPEG-2 read has 0..n).
+    pictures: int = 1
+    #: MPEG-2: where a client may start (see ``Frame.cut``).
+    cut: CutPoint | None = None
+    #: MPEG-2: a leading B-picture of an open GOP (see ``Frame.leading``).
+    leading: bool = False
+
+    @property
+    def media_type(self) -> str:
+        """Return the lower-case media type without parameters."""
+        return self.content_type.split(";", 1)[0].strip().lower()
+
+
+#: Turns one consumer event into frame data, or None when the event is not a frame.
+FrameDataOf = Callable[[object], FrameData | None]
+
+
+def _checked(data: FrameData, prefix: str) -> FrameData | None:
+    # e.g. a text part in a video stream: surfaced by the demuxer, not a frame.
+    return data if data.media_type.startswith(prefix) else None
+
+
+def mjpeg_frame_data(event: object) -> FrameData | None:
+    """Return a JPEG part's frame data (MJPEG: multipart parts)."""
+    if isinstance(event, PartReceived):
+        data = FrameData(event.payload, event.content_type or "image/jpeg", tuple(event.headers))
+        return _checked(data, "image/")
+    return None
+
+
+def mpeg2_frame_data(event: object) -> FrameData | None:
+    """Return a read's frame data, counting the pictures that end in it (raw MPEG-2)."""
+    if isinstance(event, RawReceived):
+        data = FrameData(event.payload, event.content_type or "video/mpeg", pictures=event.markers)
+        return _checked(data, "video/")
+    return None
+
+
+def audio_frame_data(event: object) -> FrameData | None:
+    """Return an audio part's or read's frame data (multipart or raw audio)."""
+    if isinstance(event, PartReceived):
+        data = FrameData(
+            event.payload, event.content_type or "audio/32KADPCM", tuple(event.headers)
+        )
+    elif isinstance(event, RawReceived):
+        data = FrameData(event.payload, event.content_type or "audio/32KADPCM")
+    else:
+        return None
+    return _checked(data, "audio/")
+
+
+#: How each kind's consumer events become frames; ``PartDropped`` is counted separately.
+FRAME_DATA: dict[StreamKind, FrameDataOf] = {
+    StreamKind.MJPEG: mjpeg_frame_data,
+    StreamKind.MPEG2: mpeg2_frame_data,
+    StreamKind.AUDIO: audio_frame_data,
+}

@@ -1,0 +1,200 @@
+"""One upstream connection of a camera stream: request, response head, body events to frames.
+
+A ``CameraStream`` runs one ``Session`` per connection attempt; the session numbers the
+frames of its connection (``seq`` restarts at 0) and hands them to the stream, which
+outlives it and keeps the counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
+from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.multipart import PartDropped
+from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
+from gateway.ingest.auth import Authenticator
+from gateway.ingest.backoff import Failure, StallWatchdog
+from gateway.ingest.connection import IngestProtocol, Target, open_stream
+from gateway.ingest.kinds import ACCEPT_HEADERS, FRAME_DATA, TIME_BASES, FrameData, make_consumer
+from gateway.media import NS_PER_SECOND, Frame, StreamKind
+
+#: Reads of an MPEG-2 stream scanned for a sequence header before giving up.
+MAX_SCANS = 64
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """Return the failure class of an error that ended an attempt."""
+    if isinstance(exc, AuthError):
+        return Failure.AUTH
+    if isinstance(exc, UpstreamError):
+        return Failure.UPSTREAM
+    if isinstance(exc, RemoteProtocolError):
+        return Failure.PROTOCOL
+    return Failure.NETWORK
+
+
+def copied_by(consumer: BodyConsumer | None) -> int:
+    """Return the bytes a consumer copied (0 for consumers that do not count)."""
+    copied = getattr(consumer, "bytes_copied", 0)
+    return copied if isinstance(copied, int) else 0
+
+
+class FrameSink(Protocol):
+    """Where a session's frames go (the ``CameraStream``); called on the loop, must not block."""
+
+    def frame_received(self, frame: Frame, pictures: int) -> None:
+        """Take a frame holding ``pictures`` pictures (what ``frames_in`` counts)."""
+
+    def frame_dropped(self) -> None:
+        """Count a part the consumer dropped (torn JPEG, wrong length)."""
+
+    def described(self, codec: str, resolution: tuple[int, int] | None) -> None:
+        """Take the codec and, when found, the resolution of the stream."""
+
+
+class Session:
+    """Open one connection, turn its body's events into frames, and watch it until it ends."""
+
+    def __init__(
+        self,
+        kind: StreamKind,
+        target: Target,
+        sink: FrameSink,
+        *,
+        auth: Authenticator | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.kind = kind
+        #: Where the request goes (before redirects): the stream compares it with its own.
+        self.target = target
+        self._sink = sink
+        self._auth = auth
+        self._connect_timeout = connect_timeout
+        self._frame_data = FRAME_DATA[kind]
+        self._time_base = TIME_BASES[kind]
+        self._seq = 0
+        self._want_description = True
+        #: The streaming connection once ``open`` succeeded.
+        self.protocol: IngestProtocol | None = None
+        #: The body consumer once ``open`` succeeded.
+        self.consumer: BodyConsumer | None = None
+        #: The 200 response head once ``open`` succeeded.
+        self.head: ResponseHead | None = None
+
+    @property
+    def bytes_in(self) -> int:
+        """Return bytes read on the streaming connection."""
+        return self.protocol.bytes_in if self.protocol is not None else 0
+
+    @property
+    def bytes_copied(self) -> int:
+        """Return body bytes the consumer copied after the kernel handed them over."""
+        return copied_by(self.consumer)
+
+    @property
+    def content_type(self) -> str | None:
+        """Return the response's ``Content-Type``."""
+        return self.head.get("content-type") if self.head is not None else None
+
+    @property
+    def boundary(self) -> str | None:
+        """Return the multipart boundary the demuxer uses, if any."""
+        boundary = getattr(self.consumer, "boundary", None)
+        return boundary.decode("latin-1") if isinstance(boundary, bytes) else None
+
+    async def open(self) -> tuple[Failure, str] | None:
+        """Connect until a 200 is streaming; return why not, or None once it is."""
+        consumer: list[BodyConsumer] = []
+
+        def accept(head: ResponseHead) -> BodyConsumer:
+            consumer.append(make_consumer(self.kind, head))
+            return consumer[0]
+
+        try:
+            opened = await open_stream(
+                self.target,
+                accept,
+                self.handle_events,
+                auth=self._auth,
+                response_timeout=self._connect_timeout,
+                accept_header=ACCEPT_HEADERS[self.kind],
+            )
+        except GatewayError as exc:
+            return failure_of(exc), str(exc)
+        self.protocol = opened.protocol
+        self.consumer = consumer[0]
+        self.head = opened.head
+        return None
+
+    async def watch(self, stall_timeout: float) -> tuple[Failure, str]:
+        """Wait until the connection ends or stalls; return why."""
+        protocol = self.protocol
+        assert protocol is not None, "watch() before open()"
+        watchdog = StallWatchdog(stall_timeout)
+        while not protocol.closed.done():
+            watchdog.data_received(protocol.last_data)
+            now = time.monotonic()
+            if watchdog.handle_timer(now):
+                return Failure.STALL, f"stalled: no data for {stall_timeout:g} s"
+            deadline = watchdog.get_timer()
+            assert deadline is not None
+            await asyncio.wait([protocol.closed], timeout=max(deadline - now, 0.0))
+        error = protocol.closed.result()
+        if error is None:
+            return Failure.NETWORK, "connection closed by the camera"
+        if isinstance(error, GatewayError):
+            return failure_of(error), str(error)
+        return Failure.NETWORK, f"connection lost: {error}"
+
+    def abort(self, error: BaseException) -> None:
+        """Drop the streaming connection (if any) at once, recording why."""
+        if self.protocol is not None:
+            self.protocol.abort(error)
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def handle_events(self, events: list[Any]) -> None:
+        """Turn a batch of consumer events into frames for the sink."""
+        for event in events:
+            if isinstance(event, PartDropped):
+                self._sink.frame_dropped()
+                continue
+            data = self._frame_data(event)
+            if data is not None:
+                self._deliver(data)
+
+    def _deliver(self, data: FrameData) -> None:
+        received_ns = time.monotonic_ns()
+        if self._want_description:
+            self._want_description = False
+            self._describe(data)
+        tb = self._time_base
+        frame = Frame(
+            payload=data.payload,
+            content_type=data.content_type,
+            seq=self._seq,
+            pts=received_ns * tb.denominator // (tb.numerator * NS_PER_SECOND),
+            time_base=tb,
+            received_ns=received_ns,
+            headers=data.headers,
+            cut=data.cut,
+            leading=data.leading,
+        )
+        self._seq += 1
+        self._sink.frame_received(frame, data.pictures)
+
+    def _describe(self, data: FrameData) -> None:
+        media = data.media_type
+        if media == "image/jpeg":
+            self._sink.described("JPEG", jpeg_size(data.payload))
+        elif self.kind is StreamKind.MPEG2:
+            info = mpeg_video_info(data.payload)
+            if info is not None:
+                self._sink.described(*info)
+            elif self._seq < MAX_SCANS:
+                self._want_description = True  # the sequence header may come later
+        else:
+            self._sink.described(codec_name(media), None)

@@ -1,0 +1,127 @@
+"""The per-kind tables: body consumer per response, and consumer events to frame data."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gateway.demux.http1 import ResponseHead
+from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
+from gateway.demux.parts import DropReason
+from gateway.errors import UpstreamError
+from gateway.ingest import kinds, stream
+from gateway.ingest.kinds import (
+    FRAME_DATA,
+    TIME_BASES,
+    FrameData,
+    audio_frame_data,
+    make_consumer,
+    mjpeg_frame_data,
+    mpeg2_frame_data,
+)
+from gateway.ingest.raw import RawConsumer, RawReceived
+from gateway.media import VIDEO_TIME_BASE, StreamKind
+
+HEADERS = (("content-type", "image/jpeg"), ("x-delta-time", "40"))
+
+
+def part(content_type: str) -> PartReceived:
+    return PartReceived(b"\xff\xd8..\xff\xd9", content_type, HEADERS, None)
+
+
+def raw(content_type: str, markers: int = 0) -> RawReceived:
+    return RawReceived(b"\x00\x00\x01\x00" * markers, content_type, markers)
+
+
+def head(content_type: str | None) -> ResponseHead:
+    headers = (("content-type", content_type),) if content_type is not None else ()
+    return ResponseHead((1, 0), 200, "OK", headers)
+
+
+@pytest.mark.parametrize("kind", list(StreamKind))
+def test_every_kind_has_a_frame_data_function_and_a_time_base(kind: StreamKind) -> None:
+    assert callable(FRAME_DATA[kind])
+    assert TIME_BASES[kind] == (
+        kinds.AUDIO_TIME_BASE if kind is StreamKind.AUDIO else VIDEO_TIME_BASE
+    )
+
+
+def test_mjpeg_frame_data() -> None:
+    data = mjpeg_frame_data(part("image/jpeg"))
+    assert data == FrameData(b"\xff\xd8..\xff\xd9", "image/jpeg", HEADERS, pictures=1)
+    assert mjpeg_frame_data(part("")) == FrameData(part("").payload, "image/jpeg", HEADERS)
+    assert mjpeg_frame_data(part("text/plain")) is None  # not a frame
+    assert mjpeg_frame_data(raw("image/jpeg")) is None
+    assert mjpeg_frame_data(PartDropped(DropReason.MISSING_EOI, 10)) is None
+
+
+def test_mpeg2_frame_data_counts_the_pictures_of_a_read() -> None:
+    data = mpeg2_frame_data(raw("video/mp2t", markers=3))
+    assert data is not None
+    assert (data.content_type, data.pictures, data.headers) == ("video/mp2t", 3, ())
+    assert (data.cut, data.leading) == (None, False)
+    nothing = mpeg2_frame_data(raw("video/mpeg", markers=0))
+    assert nothing is not None
+    assert nothing.pictures == 0  # a read that ends inside a picture is still delivered
+    assert mpeg2_frame_data(part("video/mpeg")) is None
+
+
+def test_audio_frame_data_from_parts_and_reads() -> None:
+    from_part = audio_frame_data(part("audio/32KADPCM"))
+    assert from_part is not None
+    assert (from_part.content_type, from_part.headers, from_part.pictures) == (
+        "audio/32KADPCM", HEADERS, 1,
+    )  # fmt: skip
+    assert audio_frame_data(part("")) == FrameData(part("").payload, "audio/32KADPCM", HEADERS)
+    assert audio_frame_data(part("image/jpeg")) is None
+    from_read = audio_frame_data(raw("audio/basic"))
+    assert from_read is not None
+    assert (from_read.content_type, from_read.headers, from_read.pictures) == ("audio/basic", (), 1)
+
+
+def test_media_type_drops_parameters_and_case() -> None:
+    assert FrameData(b"", "Audio/G726-32; Rate=8000").media_type == "audio/g726-32"
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type", "consumer"),
+    [
+        (StreamKind.MJPEG, "multipart/x-mixed-replace; boundary=b", MultipartDemuxer),
+        (StreamKind.AUDIO, "multipart/x-mixed-replace; boundary=b", MultipartDemuxer),
+        (StreamKind.MPEG2, "video/mpeg", RawConsumer),
+        (StreamKind.MPEG2, "video/MP2T", RawConsumer),
+        (StreamKind.MPEG2, "video/mp2p", RawConsumer),
+        (StreamKind.AUDIO, "audio/basic", RawConsumer),
+    ],
+)
+def test_make_consumer(kind: StreamKind, content_type: str, consumer: type) -> None:
+    assert isinstance(make_consumer(kind, head(content_type)), consumer)
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type", "shown"),
+    [
+        (StreamKind.MJPEG, "image/jpeg", "image/jpeg"),
+        (StreamKind.MPEG2, "multipart/x-mixed-replace; boundary=b", "multipart/x-mixed-replace"),
+        (StreamKind.MPEG2, "video/h264", "video/h264"),
+        (StreamKind.AUDIO, "text/html; charset=utf-8", "text/html"),
+        (StreamKind.MJPEG, None, "(none)"),
+    ],
+)
+def test_make_consumer_refuses_what_it_cannot_ingest(
+    kind: StreamKind, content_type: str | None, shown: str
+) -> None:
+    with pytest.raises(UpstreamError, match=rf"^unexpected content type {re.escape(shown)}$"):
+        make_consumer(kind, head(content_type))
+
+
+def test_stream_module_still_exports_the_moved_names() -> None:
+    for name in (
+        "STREAM_PATHS",
+        "ACCEPT_HEADERS",
+        "AUDIO_TIME_BASE",
+        "make_consumer",
+        "stream_path",
+    ):
+        assert getattr(stream, name) is getattr(kinds, name)
