@@ -7,6 +7,7 @@ key while clients hold it, and one-off snapshot transcodes shared per frame.
 
 from __future__ import annotations
 
+from .audio import AudioCounters, AudioDecoder, PcmBlock, PyAvDecoder, codec_for
 from .image import DEFAULT_COMPRESSION, JpegPipeline, qscale_for
 from .params import ImageParams, ParamError, parse_image_params
 from .pool import VariantHandle, VariantLimitError, VariantPool
@@ -14,14 +15,19 @@ from .transcoder import JpegTranscoder, TranscodeCounters
 
 __all__ = [
     "DEFAULT_COMPRESSION",
+    "AudioCounters",
+    "AudioDecoder",
     "ImageParams",
     "JpegPipeline",
     "JpegTranscoder",
     "ParamError",
+    "PcmBlock",
+    "PyAvDecoder",
     "TranscodeCounters",
     "VariantHandle",
     "VariantLimitError",
     "VariantPool",
+    "codec_for",
     "parse_image_params",
     "qscale_for",
 ]
