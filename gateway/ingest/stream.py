@@ -77,7 +77,8 @@ class CameraStream:
         :param base_url: overrides ``camera.source`` (the in-process simulator's URL).
         :param on_frame: called synchronously for every frame; must not block.
         :param logger: parent logger (default ``gateway.ingest``).
-        :param fps: rate asked upstream (default ``camera.fps``).
+        :param fps: rate asked upstream (default ``camera.fps``); ``set_fps(None)``
+            comes back to it.
         :param policy: reconnect policy (tests pass short delays).
         :param stall_timeout: seconds without a byte before reconnecting
             (default ``camera.stall_timeout``).
@@ -88,10 +89,14 @@ class CameraStream:
         self.kind = kind
         self.on_frame = on_frame
         base = base_url or camera.source
-        self._fps = fps if fps is not None else camera.fps
+        #: The configured rate: what ``set_fps(None)`` asks for again.
+        self._configured_fps = fps if fps is not None else camera.fps
+        self._fps = self._configured_fps
         self._base_target = Target.parse(base)
         self._target = self._base_target.with_target(stream_path(camera, kind, self._fps))
+        #: Set when ``set_fps`` ended the attempt: reconnect at once, nothing failed.
         self._retarget = False
+        self._ever_live = False
         self._auth: Authenticator | None = None
         if camera.username is not None:
             password = camera.password.value if camera.password is not None else ""
@@ -119,6 +124,7 @@ class CameraStream:
         #: Exceptions raised by ``on_frame`` (logged once).
         self.callback_errors = 0
         self.frames_dropped = 0
+        #: Connection attempts after a failure (a rate switch is not one).
         self.reconnects = 0
         self.last_error: str | None = None
         self.content_type: str | None = None
@@ -167,17 +173,23 @@ class CameraStream:
         return self._fps
 
     def set_fps(self, fps: int | None) -> None:
-        """Ask the camera for ``fps`` from now on, reconnecting at once if live.
+        """Ask the camera for ``fps`` (None: the configured rate), reconnecting at once if live.
 
-        The switch is not a failure: no backoff, no error. Callers debounce (the
-        upstream rate follows the clients, which come and go).
+        The switch is not a failure: no backoff, no error, not counted in ``reconnects``.
+        A switch while connecting or backing off applies to the next connection; one that
+        leaves the request unchanged (kinds without a rate parameter) reconnects nothing.
+        Callers debounce (the upstream rate follows the clients, which come and go).
         """
+        fps = self._configured_fps if fps is None else fps
         if fps == self._fps:
             return
         self._fps = fps
-        self._target = self._base_target.with_target(stream_path(self.camera, self.kind, fps))
+        target = self._base_target.with_target(stream_path(self.camera, self.kind, fps))
+        if target == self._target:
+            return
+        self._target = target
         self.log.info("asking the camera for %s fps", "its default" if fps is None else fps)
-        if self._session is not None and self._session.protocol is not None:
+        if self._session is not None:
             self._retarget = True
             self._session.abort(UpstreamError("frame rate changed"))
 
@@ -224,11 +236,10 @@ class CameraStream:
             self.history.append((time.monotonic(), state))
 
     async def _run(self) -> None:
-        first = True
+        failed = False
         while True:
-            if not first:
+            if failed:
                 self.reconnects += 1
-            first = False
             self._set_state(StreamState.CONNECTING)
             try:
                 failure, message = await self._attempt()
@@ -238,20 +249,23 @@ class CameraStream:
                 failure, message = Failure.PROTOCOL, f"internal error: {type(exc).__name__}"
             if self._retarget:
                 self._retarget = False  # set_fps closed it: reconnect now, nothing failed
+                failed = False
                 continue
             await self._back_off(failure, message)
+            failed = True
 
     async def _attempt(self) -> tuple[Failure, str]:
+        self._retarget = False  # a stale flag (set_fps, then stop) must not skip a backoff
         target = self._target
         session = Session(
             self.kind, target, self, auth=self._auth, connect_timeout=self.connect_timeout
         )
-        failed = await session.open()
-        if failed is not None:
-            return failed
+        refused = await session.open()
+        if refused is not None:
+            return refused
         self._session = session
         try:
-            if target is not self._target:
+            if target != self._target:
                 self._retarget = True  # set_fps while connecting: this one asked the old rate
                 return Failure.UPSTREAM, "frame rate changed"
             self._went_live(session)
@@ -267,8 +281,9 @@ class CameraStream:
         self.boundary = session.boundary
         self.policy.connected(time.monotonic())
         self._set_state(StreamState.LIVE)
-        if self._logged_error is not None or self.reconnects == 0:
+        if self._logged_error is not None or not self._ever_live:
             self.log.info("live (%s)", self.content_type)
+        self._ever_live = True
         self._logged_error = None
 
     async def _back_off(self, failure: Failure, message: str) -> None:

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import hashlib
 import itertools
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -28,193 +24,26 @@ from gateway.ingest.connection import Target, open_stream
 from gateway.ingest.raw import RawConsumer
 from gateway.media import Frame, StreamKind, StreamState
 
+from .fake_camera import (
+    FAST,
+    PASSWORD,
+    PICTURE,
+    FakeCamera,
+    Request,
+    Responder,
+    camera_for,
+    close_after,
+    digest_guard,
+    mpeg,
+    running,
+    send,
+    states,
+    status,
+    streaming,
+    until,
+)
+
 pytestmark = pytest.mark.timeout(20)
-
-PASSWORD = "Tr0ub4dor&3-secret"
-SEQ = b"\x00\x00\x01\xb3\x28\x01\xe0\x33\xff\xff\xe0\x18\x00\x00\x01\xb5\x14\x8a\x00\x01\x00\x00"
-PICTURE = b"\x00\x00\x01\x00" + b"\x11" * 600
-FAST = ReconnectPolicy(initial=0.05, maximum=0.2, auth_delay=60.0, jitter=0.0)
-
-
-@dataclass
-class Request:
-    """One request the fake camera received."""
-
-    path: str
-    headers: dict[str, str]
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-
-Responder = Callable[[Request], Awaitable[None]]
-
-
-@dataclass
-class FakeCamera:
-    """A loopback HTTP server answering each connection with the next responder in ``plan``."""
-
-    plan: list[Responder]
-    requests: list[Request] = field(default_factory=list)
-    server: asyncio.Server | None = None
-    port: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            writer.close()  # the test is over
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        lines = head.split("\r\n")
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
-        request = Request(lines[0].split(" ")[1], headers, reader, writer)
-        self.requests.append(request)
-        responder = self.plan[min(len(self.requests) - 1, len(self.plan) - 1)]
-        with contextlib.suppress(ConnectionError):
-            await responder(request)
-            await writer.drain()
-        writer.close()
-
-
-async def send(request: Request, data: bytes) -> None:
-    request.writer.write(data)
-    await request.writer.drain()
-
-
-def mpeg(frames: int = 1000, interval: float = 0.01, *, chunked: bool = False) -> Responder:
-    """Stream MPEG-2 pictures; stop sending (stall) after ``frames`` but keep the socket."""
-
-    async def respond(request: Request) -> None:
-        te = b"Transfer-Encoding: chunked\r\n" if chunked else b""
-        await send(request, b"HTTP/1.0 200 OK\r\nServer: fake\r\nContent-Type: video/mpeg\r\n" + te)
-        await send(request, b"\r\n")
-        for i in range(frames):
-            data = (SEQ if i == 0 else b"") + PICTURE
-            if chunked:
-                data = f"{len(data):x}\r\n".encode() + data + b"\r\n"
-            await send(request, data)
-            await asyncio.sleep(interval)
-        await asyncio.sleep(30)  # stall
-
-    return respond
-
-
-def close_after(frames: int) -> Responder:
-    async def respond(request: Request) -> None:
-        await send(request, b"HTTP/1.0 200 OK\r\nContent-Type: video/mpeg\r\n\r\n" + SEQ)
-        for _ in range(frames):
-            await send(request, PICTURE)
-            await asyncio.sleep(0.01)
-
-    return respond
-
-
-def status(line: str, content_type: str = "text/plain", extra: str = "") -> Responder:
-    async def respond(request: Request) -> None:
-        head = f"HTTP/1.1 {line}\r\nContent-Type: {content_type}\r\n{extra}\r\n"
-        await send(request, head.encode() + b"<html>no</html>")
-
-    return respond
-
-
-def digest_ok(request: Request, password: str, nonce: str) -> bool:
-    """Check a Digest MD5 qop=auth answer, written independently of gateway.ingest.auth."""
-    value = request.headers.get("authorization", "")
-    if not value.startswith("Digest "):
-        return False
-    f: dict[str, str] = dict(re.findall(r'(\w+)="?([^",]*)"?', value))
-
-    def md5(text: str) -> str:
-        return hashlib.md5(text.encode()).hexdigest()
-
-    ha1 = md5(f"{f['username']}:cam:{password}")
-    ha2 = md5(f"GET:{f['uri']}")
-    expected = md5(f"{ha1}:{f['nonce']}:{f['nc']}:{f['cnonce']}:auth:{ha2}")
-    return f["nonce"] == nonce and f["response"] == expected and f["uri"] == request.path
-
-
-def digest_guard(inner: Responder, *, nonce: str = "n1", stale_first: bool = False) -> Responder:
-    seen_stale: list[bool] = []
-
-    async def respond(request: Request) -> None:
-        current = nonce
-        if stale_first and not seen_stale and "authorization" in request.headers:
-            seen_stale.append(True)
-            challenge = 'Digest realm="cam", nonce="n2", qop="auth", stale=true'
-            await status("401 Unauthorized", extra=f"WWW-Authenticate: {challenge}\r\n")(request)
-            return
-        if seen_stale:
-            current = "n2"
-        if digest_ok(request, PASSWORD, current):
-            await inner(request)
-            return
-        challenge = f'Digest realm="cam", nonce="{current}", qop="auth", algorithm=MD5'
-        await status("401 Unauthorized", extra=f"WWW-Authenticate: {challenge}\r\n")(request)
-
-    return respond
-
-
-@contextlib.asynccontextmanager
-async def running(*cameras: FakeCamera) -> AsyncIterator[None]:
-    for camera in cameras:
-        await camera.start()
-    try:
-        yield
-    finally:
-        for camera in cameras:
-            await camera.stop()
-
-
-@contextlib.asynccontextmanager
-async def streaming(stream: CameraStream) -> AsyncIterator[CameraStream]:
-    await stream.start()
-    try:
-        yield stream
-    finally:
-        await stream.stop()
-
-
-def camera_for(fake: FakeCamera, **kw: object) -> CameraConfig:
-    return CameraConfig(name="cam1", index=1, source=fake.url, mpeg2=True, **kw)  # type: ignore[arg-type]
-
-
-async def until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
-    """Poll ``predicate`` (the stream has no event to wait on from outside) for ``limit`` s."""
-    async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-
-def states(stream: CameraStream) -> list[str]:
-    return [s.value for _, s in stream.history]
-
-
-# -- tests -------------------------------------------------------------------------------
 
 
 async def test_live_mpeg2_stream_counts_frames_and_describes_itself() -> None:
