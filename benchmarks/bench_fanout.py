@@ -12,13 +12,18 @@ the same run, one system at a time:
 - **motion** (Debian package) as a netcam re-streamer of the same source: it decodes every
   frame, runs its motion detection (no pictures or movies written), re-encodes once per
   frame at its default ``stream_quality`` 50 and streams at ``stream_maxrate`` 25;
+- **writev floor** (``writev_floor.py``): a server that does nothing per client but the
+  one ``os.writev`` of each part (same three chunks, same shared payload, the gateway's
+  average frame size): what the kernel alone charges a sender per client frame, the floor
+  for any server that writes each client's bytes;
 - **iperf3** on loopback, one TCP stream: bytes per CPU-second of server plus client, the
   physical limit for moving bytes (also reported for the sending side alone).
 
 For each N, after a warm-up, over a fixed window: the system's CPU-seconds (utime + stime
 deltas from /proc/<pid>/stat, all threads), frames and bytes the clients received, the
 system's peak RSS (VmRSS). Ratios: gateway frames per CPU-s / motion's (DESIGN §8: >= 10x),
-gateway egress bytes per CPU-s / iperf3's (>= 50%), RSS at 1000 clients (<= 150 MB).
+gateway egress bytes per CPU-s / iperf3's (>= 50%), RSS at 1000 clients (<= 150 MB); and
+the gateway's and motion's frames per CPU-s / the writev floor's.
 
     python benchmarks/bench_fanout.py [--quick] [--target gateway|sim] [--plot PATH]
 
@@ -318,6 +323,20 @@ def motion(sim_port: int, tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], 
         out.close()
 
 
+@contextmanager
+def writev_floor(size: int) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Run the writev floor server with ``size``-byte parts on a free loopback port."""
+    port = free_port()
+    proc = spawn(
+        [sys.executable, str(HERE / "writev_floor.py"), "--port", str(port), "--size", str(size)]
+    )
+    try:
+        wait_port(port, proc)
+        yield proc, port
+    finally:
+        stop(proc)
+
+
 def iperf3(seconds: float) -> dict[str, float]:
     """Run iperf3 server and client on loopback; return bytes per CPU-second."""
     port = free_port()
@@ -376,7 +395,11 @@ def plot(
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    labels = {"sim": "gateway sim (stand-in for the gateway)", "motion": "motion (netcam)"}
+    labels = {
+        "sim": "gateway sim (stand-in for the gateway)",
+        "motion": "motion (netcam)",
+        "floor": "writev floor (one writev per client frame, no other work)",
+    }
     for name, rows in systems.items():
         ax.plot(
             [r["clients"] for r in rows],
@@ -429,6 +452,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 systems["motion"] = measure(
                     gen, proc.pid, port, "/", counts, window, warmup, sim_proc.pid
                 )
+        ours = systems[args.target]
+        # The floor sends parts of the gateway's average size (its header is about 70 bytes).
+        size = round(statistics.fmean(r["frame_kb"] for r in ours) * 1e3) - 70
+        print(f"writev floor ({size} byte payloads)")
+        with writev_floor(size) as (proc, port):
+            systems["floor"] = measure(gen, proc.pid, port, "/", counts, window, warmup)
     finally:
         gen.close()
     limit = iperf3(3.0 if args.quick else 5.0)
@@ -441,7 +470,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{limit['iperf3_sender_mb_per_cpu_s']:.0f} MB per CPU-s (sender alone) "
         f"= {limit_fps:.0f} frames of {frame_bytes / 1e3:.1f} kB per CPU-s"
     )
-    result = summarize(args.target, ours, theirs, limit, limit_fps)
+    result = summarize(args.target, ours, theirs, limit, limit_fps, systems["floor"])
     if args.plot:
         plot(args.plot, systems, limit_fps, frame_bytes / 1e3)
         print(f"plot: {args.plot}")
@@ -450,25 +479,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def summarize(
     target: str, ours: list[dict[str, float]], theirs: list[dict[str, float]],
-    limit: dict[str, float], limit_fps: float,
+    limit: dict[str, float], limit_fps: float, floor: list[dict[str, float]],
 ) -> dict[str, Any]:  # fmt: skip
     """Print the side-by-side table; return the headline figures."""
     result: dict[str, Any] = {"benchmark": "fanout", "target": target}
     print(
         f"{'clients':>7} {target + ' fr/cpu-s':>17} {'motion fr/cpu-s':>16} {'ratio':>7} "
-        f"{target + ' MB/cpu-s':>17} {'vs iperf3':>9} {'fps/client':>10} {'rss MB':>7}"
+        f"{target + ' MB/cpu-s':>17} {'vs iperf3':>9} {'fps/client':>10} {'rss MB':>7} "
+        f"{'floor fr/cpu-s':>15} {'vs floor':>8} {'floor/motion':>12}"
     )
     r3: Callable[[float], float] = lambda x: round(x, 3)  # noqa: E731
-    for a, b in zip(ours, theirs, strict=True):
+    for a, b, f in zip(ours, theirs, floor, strict=True):
         n = int(a["clients"])
         ratio = a["frames_per_cpu_s"] / b["frames_per_cpu_s"]
         share = a["mb_per_cpu_s"] / limit["iperf3_mb_per_cpu_s"]
+        of_floor = a["frames_per_cpu_s"] / f["frames_per_cpu_s"]
+        floor_vs_motion = f["frames_per_cpu_s"] / b["frames_per_cpu_s"]
         print(
             f"{n:>7} {a['frames_per_cpu_s']:>17.0f} {b['frames_per_cpu_s']:>16.0f} {ratio:>6.1f}x "
             f"{a['mb_per_cpu_s']:>17.0f} {share:>8.1%} {a['fps_per_client']:>10.1f} "
-            f"{a['rss_mb']:>7.1f}"
+            f"{a['rss_mb']:>7.1f} {f['frames_per_cpu_s']:>15.0f} {of_floor:>7.1%} "
+            f"{floor_vs_motion:>11.1f}x"
         )
-        for name, row in ((target, a), ("motion", b)):
+        result[f"ratio_vs_floor_n{n}"] = r3(of_floor)
+        result[f"floor_vs_motion_n{n}"] = round(floor_vs_motion, 2)
+        for name, row in ((target, a), ("motion", b), ("floor", f)):
             for key in ("frames_per_cpu_s", "mb_per_cpu_s", "fps_per_client", "min_client_fps",
                         "core_percent", "rss_mb", "frame_kb", "loadgen_core_percent",
                         "threads"):  # fmt: skip
@@ -486,6 +521,8 @@ def summarize(
         ours[-1]["mb_per_cpu_s"] / limit["iperf3_sender_mb_per_cpu_s"]
     )
     result["rss_mb_at_max"] = round(ours[-1]["rss_mb"], 1)
+    result["ratio_vs_floor_at_max"] = result[f"ratio_vs_floor_n{top}"]
+    result["floor_vs_motion_at_max"] = result[f"floor_vs_motion_n{top}"]
     return result
 
 

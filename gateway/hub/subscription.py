@@ -28,6 +28,7 @@ class Subscription:
     __slots__ = (
         "_closed",
         "_deliver",
+        "_every",
         "_fps_count",
         "_fps_start",
         "_selector",
@@ -58,6 +59,8 @@ class Subscription:
     ) -> None:
         self._stream = stream
         self._selector = RateSelector(target_fps)
+        #: Every frame is due (no target): the selector need not be asked.
+        self._every = target_fps is None
         self._slot: Frame | None = None
         self._slot_ts = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -213,7 +216,7 @@ class Subscription:
     # -- hub side --------------------------------------------------------------------
 
     def _offer(self, frame: Frame, ts: int, interval_ns: int | None) -> None:
-        due = self._selector.offer(ts, interval_ns)
+        due = self._every or self._selector.offer(ts, interval_ns)
         if self._slot is not None:
             # Behind: the slot always holds the newest frame, never a backlog.
             if due:
@@ -223,7 +226,12 @@ class Subscription:
         else:
             deliver = self._deliver
             if deliver is not None and deliver(frame):
-                self._count(ts)
+                start = self._fps_start
+                if start is not None and start <= ts < start + _FPS_WINDOW_NS:
+                    self.delivered += 1  # ``_count``'s common case, inlined for the fast path
+                    self._fps_count += 1
+                else:
+                    self._count(ts)
                 return
         self._slot = frame
         self._slot_ts = ts
@@ -243,6 +251,7 @@ class Subscription:
         if allowed is not None and (target is None or allowed < target):
             target = allowed
         self._selector.target_fps = target
+        self._every = target is None
 
     def _count(self, ts: int) -> None:
         self.delivered += 1

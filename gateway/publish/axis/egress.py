@@ -76,6 +76,33 @@ class ClientEgress:
         self.parts += 1
         self._marks.append((self.written, received_ns))
 
+    def send(self, chunks: Sequence[Payload], total: int, received_ns: int) -> bool:
+        """Write one part of ``total`` bytes while the transport holds nothing; True if whole.
+
+        The fast path's ``write``: the caller checked ``can_send`` and knows the total.
+        """
+        try:
+            sent = os.writev(self._fd, chunks)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._transport.abort()
+            raise ConnectionResetError(f"client went away: {exc}") from exc
+        self.written += total
+        self.parts += 1
+        self._marks.append((self.written, received_ns))
+        if sent == total:
+            return True
+        self._transport.writelines(_rest(chunks, sent))
+        return False
+
+    def can_send(self) -> bool:
+        """Return True if ``send`` may write now: open, plain socket, nothing buffered."""
+        transport = self._transport
+        return (
+            self._fd >= 0 and not transport.is_closing() and not transport.get_write_buffer_size()
+        )
+
     def buffered(self) -> int:
         """Return bytes the transport still holds (the gateway's own queue)."""
         return self._transport.get_write_buffer_size()

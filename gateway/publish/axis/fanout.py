@@ -19,6 +19,7 @@ from gateway.hub import EgressBudget, Stream, Subscription
 from gateway.media import Frame, StreamKind
 from gateway.transcode import ImageParams, VariantPool
 
+from .options import PartCache
 from .upstream import UpstreamRate
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class CameraFanout:
         #: Socket side of each live MJPEG client, for the API.
         self.egress: dict[Subscription, ClientEgress] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._parts: dict[tuple[Stream, bool], PartCache] = {}
 
     def on_frame(self, frame: Frame) -> None:
         """Publish one camera frame to pass-through clients and to the variants in use."""
@@ -99,6 +101,13 @@ class CameraFanout:
         """Yield the source stream and every variant stream."""
         yield self.source
         yield from tuple(self.variants.values())
+
+    def part_cache(self, stream: Stream, showlength: bool) -> PartCache:
+        """Return the part cache shared by ``stream``'s clients without ``deltatime``."""
+        cache = self._parts.get((stream, showlength))
+        if cache is None:
+            cache = self._parts[stream, showlength] = PartCache(showlength)
+        return cache
 
     def client_count(self) -> int:
         """Return the MJPEG clients of this camera over all its streams."""
@@ -131,6 +140,7 @@ class CameraFanout:
         for stream in tuple(self.variants.values()):
             stream.close()
         self.variants.clear()
+        self._parts.clear()
 
     # -- variants ------------------------------------------------------------------------
 
@@ -155,6 +165,8 @@ class CameraFanout:
         stream = self.variants.pop(params, None)
         if stream is not None:
             stream.close()
+            for showlength in (False, True):
+                self._parts.pop((stream, showlength), None)
         self.update_rate()
 
     # -- upstream rate -------------------------------------------------------------------

@@ -7,14 +7,13 @@ camera is 404; the gateway running out of room (clients, variants) is 503.
 from __future__ import annotations
 
 import asyncio
-import functools
 
 from aiohttp import web
 
 from gateway.config import find_camera
 from gateway.errors import RemoteProtocolError
 from gateway.hub import StreamFullError, Subscription
-from gateway.media import Frame
+from gateway.media import Frame, Payload
 from gateway.transcode import (
     ImageParams,
     ParamError,
@@ -25,7 +24,14 @@ from gateway.transcode import (
 
 from .egress import ClientEgress
 from .fanout import AxisSettings, CameraFanout
-from .options import MjpegOptions, check_quad, parse_mjpeg_options, part_header
+from .options import (
+    CRLF,
+    MjpegOptions,
+    PartCache,
+    check_quad,
+    parse_mjpeg_options,
+    part_header,
+)
 
 #: Every camera's fan-out by camera name (the app fills it in its cleanup context).
 FANOUTS = web.AppKey("axis_fanouts", dict[str, CameraFanout])
@@ -40,7 +46,6 @@ MJPEG_HEADERS = {
     "Cache-Control": "no-cache",
     "Pragma": "no-cache",
 }
-CRLF = b"\r\n"
 #: RFC 2046 §5.1.1 close delimiter, sent when ``duration``/``nbrofframes`` ends a stream.
 CLOSE_DELIMITER = b"--myboundary--\r\n"
 #: Seconds between checks of a client whose gateway buffer is full or lag too high.
@@ -97,7 +102,8 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     try:
         with sub:
             fanout.update_rate()
-            return await _serve(request, fanout, sub, options)
+            parts = None if options.deltatime else fanout.part_cache(stream, options.showlength)
+            return await _serve(request, fanout, sub, options, parts)
     finally:
         if handle is not None:
             handle.release()
@@ -105,7 +111,11 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
 
 
 async def _serve(
-    request: web.Request, fanout: CameraFanout, sub: Subscription, options: MjpegOptions
+    request: web.Request,
+    fanout: CameraFanout,
+    sub: Subscription,
+    options: MjpegOptions,
+    parts: PartCache | None,
 ) -> web.StreamResponse:
     response = _MultipartResponse(headers=MJPEG_HEADERS)
     response.force_close()
@@ -116,7 +126,8 @@ async def _serve(
     egress = ClientEgress(transport, writer)
     fanout.egress[sub] = egress
     try:
-        if await _Pump(sub, egress, options, fanout.settings.write_deadline).run():
+        pump = _Pump(sub, egress, options, fanout.settings.write_deadline, parts)
+        if await pump.run():
             egress.write((CLOSE_DELIMITER,), 0)
     except ConnectionError:
         pass  # the client left; leaving the subscription is all there is to do
@@ -147,6 +158,7 @@ class _Pump:
         "lag_at",
         "loop",
         "options",
+        "parts",
         "previous_ns",
         "sent",
         "settle",
@@ -154,9 +166,16 @@ class _Pump:
     )
 
     def __init__(
-        self, sub: Subscription, egress: ClientEgress, options: MjpegOptions, deadline: float
+        self,
+        sub: Subscription,
+        egress: ClientEgress,
+        options: MjpegOptions,
+        deadline: float,
+        parts: PartCache | None = None,
     ) -> None:
         self.sub = sub
+        #: The stream's shared part cache (None with ``deltatime``: headers differ).
+        self.parts = parts
         self.egress = egress
         self.options = options
         self.deadline_ns = int(deadline * 1e9)
@@ -172,31 +191,33 @@ class _Pump:
         self.ended: bool | None = None
         self.lag_at: int | None = None
 
-    def write(self, frame: Frame) -> None:
-        options = self.options
-        delta = None
-        if options.deltatime:
-            previous = self.previous_ns
-            delta = 0 if previous is None else (frame.received_ns - previous) // 1000
-        self.previous_ns = frame.received_ns
-        if delta is None:
-            header = _plain_header(len(frame.payload) if options.showlength else -1)
-        else:
-            header = part_header(len(frame.payload) if options.showlength else None, delta)
-        self.egress.write((header, frame.payload, CRLF), frame.received_ns)
+    def part(self, frame: Frame) -> tuple[tuple[Payload, ...], int]:
+        """Return the chunks of ``frame``'s part for this client and their total length."""
         self.sent += 1
+        if self.parts is not None:
+            return self.parts.get(frame)
+        previous, self.previous_ns = self.previous_ns, frame.received_ns
+        delta = None
+        if self.options.deltatime:
+            delta = 0 if previous is None else (frame.received_ns - previous) // 1000
+        size = len(frame.payload)
+        header = part_header(size if self.options.showlength else None, delta)
+        return (header, frame.payload, CRLF), len(header) + size + len(CRLF)
+
+    def write(self, frame: Frame) -> None:
+        chunks, _ = self.part(frame)
+        self.egress.write(chunks, frame.received_ns)
 
     def deliver(self, frame: Frame) -> bool:
         """Write ``frame`` now if the client can take it; False: leave it to the slot."""
-        if not self.armed:
-            return False
-        egress = self.egress
-        if egress.closing or egress.buffered():
+        if not self.armed or not self.egress.can_send():
             return False
         if self.end is not None and self.loop.time() >= self.end:
             return False
+        egress = self.egress
+        chunks, total = self.part(frame)
         try:
-            self.write(frame)
+            whole = egress.send(chunks, total, frame.received_ns)
         except ConnectionError:
             return self._stop(False)
         # The first round of ``_settle``, lag checked at most every LAG_EVERY_NS.
@@ -208,9 +229,7 @@ class _Pump:
             if lag > self.deadline_ns:
                 egress.close()
                 return self._stop(False)
-        if self.egress.closing:  # not ``egress``: mypy would keep it narrowed to False
-            return self._stop(False)
-        if egress.buffered():
+        if not whole:
             self.settle = True
             self.armed = False
             self.sub.wake()
@@ -228,7 +247,7 @@ class _Pump:
     async def run(self) -> bool:
         """Write parts until the client, its duration or its frame count ends; True if ended."""
         sub, egress, options, loop = self.sub, self.egress, self.options, self.loop
-        fast = options.maxlag_ns is None
+        fast = options.maxlag_ns is None and egress.can_send()
         if fast:
             sub.set_deliver(self.deliver)
         try:
@@ -264,12 +283,6 @@ class _Pump:
             return True
         finally:
             sub.set_deliver(None)
-
-
-@functools.lru_cache(maxsize=256)
-def _plain_header(length: int) -> bytes:
-    """Return the part header without ``X-Delta-Time`` (-1: no ``Content-Length``)."""
-    return part_header(None if length < 0 else length, None)
 
 
 async def _settle(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.hub import Priority
+from gateway.media import Frame, Payload
 from gateway.transcode import ParamError
 
 #: Values of ``maxlag`` below this many ms mean this many ms (DESIGN §6).
@@ -103,3 +104,31 @@ def part_header(length: int | None, delta_us: int | None) -> bytes:
     if delta_us is not None:
         head += b"X-Delta-Time: %d\r\n" % delta_us
     return head + b"\r\n"
+
+
+#: What follows a part's body: the CRLF before the next delimiter (RFC 2046 §5.1.1).
+CRLF = b"\r\n"
+
+
+class PartCache:
+    """The part of the newest frame without ``X-Delta-Time``, built once for all clients.
+
+    Every client of a stream without ``deltatime`` sends the same header, so the
+    ``(header, payload, CRLF)`` chunks and their length are made once per frame.
+    """
+
+    __slots__ = ("_frame", "_part", "showlength")
+
+    def __init__(self, showlength: bool) -> None:
+        self.showlength = showlength
+        self._frame: Frame | None = None
+        self._part: tuple[tuple[Payload, ...], int] = ((), 0)
+
+    def get(self, frame: Frame) -> tuple[tuple[Payload, ...], int]:
+        """Return the chunks of ``frame``'s part and their total length."""
+        if frame is not self._frame:
+            size = len(frame.payload)
+            header = part_header(size if self.showlength else None, None)
+            self._part = ((header, frame.payload, CRLF), len(header) + size + len(CRLF))
+            self._frame = frame
+        return self._part
