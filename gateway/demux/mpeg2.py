@@ -1,0 +1,472 @@
+"""Sans-IO MPEG-2 indexer: a ``video/mpeg`` body in, one unit per coded picture out.
+
+The container is recognised from the first bytes: elementary stream (sequence header,
+ISO/IEC 13818-2 §6.2.2.1), program stream (pack header, ISO/IEC 13818-1 §2.5.3) or
+transport stream (sync byte 0x47 every 188 bytes, §2.4.3.2). Units are contiguous runs
+of the input exactly as received; their concatenation is the input after any junk.
+
+A unit starts with the headers in front of its picture (sequence header and
+extensions, GOP header). In a program or transport stream it starts at the container
+packet (PES packet, TS packet) in which the first start code of those headers begins,
+moved back over any non-video packets since the previous video packet (pack and system
+headers, PAT, PMT, padding, audio). When a packet holds the end of one picture and the
+start of the next, the tail of the earlier picture goes with the later unit: decoders
+skip bytes before a start code, and the concatenation is unchanged. Two pictures that
+start in the same packet share one unit (``units_merged``).
+
+A unit whose picture is the I-picture beginning a GOP is a cut point (DESIGN §6):
+``CutPoint.join`` prepends what the camera did not repeat and marks open GOPs
+``broken_link`` (§6.3.8), so a client starting there decodes every picture it is sent
+once it skips the ``leading`` B-pictures.
+
+Zero copy: socket reads land in large blocks (``get_buffer``) that are never
+rewritten; a unit inside one block is a read-only view of it, and a unit that spans
+blocks or reads is joined once (``bytes_copied``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.demux.mpeg2_join import JoinParts, build_join
+from gateway.demux.mpeg2_packets import ProgramStreamParser, TransportStreamParser
+from gateway.demux.mpeg2_scan import (
+    GROUP,
+    PICTURE,
+    SEQUENCE_HEADER,
+    Buffer,
+    StartCode,
+    StartCodeScanner,
+    Where,
+)
+from gateway.errors import LocalProtocolError, RemoteProtocolError
+from gateway.media import CutPoint, Payload
+
+__all__ = [
+    "ContainerFormat",
+    "Event",
+    "FormatDetected",
+    "Mpeg2Indexer",
+    "PictureType",
+    "UnitDropped",
+    "UnitIndexed",
+]
+
+_UNIT_STARTS = (SEQUENCE_HEADER, GROUP, PICTURE)
+_TS_CHECK = 5  # sync bytes that must line up before a transport stream is recognised
+
+
+class ContainerFormat(enum.Enum):
+    """How the MPEG-2 video is carried."""
+
+    ES = "es"
+    PS = "ps"
+    TS = "ts"
+
+
+class PictureType(enum.IntEnum):
+    """picture_coding_type (ISO/IEC 13818-2 Table 6-12)."""
+
+    I = 1  # noqa: E741 - the standard's name
+    P = 2
+    B = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FormatDetected:
+    """The container was recognised; units follow."""
+
+    #: The container format.
+    format: ContainerFormat
+    #: Junk bytes skipped before it.
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitIndexed:
+    """One coded picture with the headers in front of it, as received."""
+
+    #: The bytes: a read-only view of the buffer they landed in, or bytes.
+    payload: Payload
+    #: The unit's (first) picture type; None for a unit without a picture (stream end).
+    picture_type: PictureType | None
+    #: Its temporal_reference (display order within the GOP, §6.3.9).
+    temporal_reference: int | None
+    #: Set when a client may start here.
+    cut: CutPoint | None
+    #: A B-picture of an open GOP shown before its I-picture: skipped after a join.
+    leading: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UnitDropped:
+    """Bytes that were not delivered: an over-long unit and what followed it."""
+
+    #: Why they were dropped.
+    reason: str
+    #: How many bytes.
+    size: int
+
+
+Event = FormatDetected | UnitIndexed | UnitDropped
+
+
+class Mpeg2Indexer:
+    """Split an MPEG-2 ES/PS/TS byte stream into picture units with cut points.
+
+    max_unit_size bounds one unit (an over-long unit is dropped, and so is everything up
+    to the next sequence header); max_junk bounds the bytes skipped before the stream
+    starts; block_size is the size of the blocks reads land in. Memory held is at most
+    max_unit_size plus two blocks and 64 KiB of non-video packets.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_unit_size: int = 4 * 2**20,
+        max_junk: int = 65536,
+        block_size: int = 512 * 1024,
+    ) -> None:
+        if max_unit_size < 1 or max_junk < 0 or block_size < 4096:
+            raise LocalProtocolError("max_unit_size >= 1, max_junk >= 0, block_size >= 4096")
+        self._max_unit, self._max_junk, self._block_size = max_unit_size, max_junk, block_size
+        #: The container, once recognised.
+        self.format: ContainerFormat | None = None
+        self._block = bytearray(block_size)
+        self._pos = 0  # free space in the block starts here
+        self._offered = 0
+        self._pieces: list[_Piece] = []  # the input bytes kept, in order
+        self._head = 0  # pieces before this index are released
+        self._received_end = 0
+        self._detect: bytearray | None = bytearray()
+        self._detect_pos = 0
+        self._scanner = StartCodeScanner(self._on_code)
+        self._ps: ProgramStreamParser | None = None
+        self._ts: TransportStreamParser | None = None
+        self._events: list[Event] = []
+        self._error: str | None = None
+        self._eof = False
+        self._unit = _Unit(0)
+        self._dropping: int | None = None  # start of the bytes being dropped
+        self._lead_tr: int | None = None  # the open GOP's I-picture temporal_reference
+        self._gop: tuple[bool, bool, int] | None = None  # GOP header awaiting its picture
+        #: Units delivered, cut points among them, units dropped, pictures merged.
+        self.units = self.cuts = self.units_dropped = self.units_merged = 0
+        #: Bytes received; payload bytes copied (joins of units that span reads).
+        self.bytes_received = self.bytes_copied = 0
+        #: Bytes of the join copies made for cut points.
+        self.join_bytes = 0
+
+    # -- public API -------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Return a writable buffer (len >= 1) for the next read; call buffer_updated after."""
+        if len(self._block) - self._pos < 4096:
+            self._block = bytearray(self._block_size)
+            self._pos = 0
+        room = len(self._block) - self._pos
+        self._offered = room if sizehint <= 0 else max(1, min(room, sizehint))
+        return memoryview(self._block)[self._pos : self._pos + self._offered]
+
+    def buffer_updated(self, nbytes: int) -> list[Event]:
+        """Account for nbytes written into the buffer returned by get_buffer."""
+        if not 0 <= nbytes <= self._offered:
+            raise LocalProtocolError(f"buffer_updated({nbytes}) outside 0..{self._offered}")
+        start = self._pos
+        self._pos += nbytes
+        self._offered = 0
+        return self._receive(self._block, start, self._pos) if nbytes else []
+
+    def receive_data(self, data: Buffer | memoryview) -> list[Event]:
+        """Feed bytes read elsewhere: bytes are kept as they are, anything else copied once."""
+        if isinstance(data, bytes):
+            return self._receive(data, 0, len(data)) if data else []
+        view, events = memoryview(data).cast("B"), []
+        done = 0
+        while done < len(view):
+            buf = self.get_buffer(len(view) - done)
+            n = len(buf)
+            buf[:] = view[done : done + n]
+            self.bytes_copied += n
+            events += self.buffer_updated(n)
+            done += n
+        return events
+
+    def receive_eof(self) -> list[Event]:
+        """End of the body: deliver the last unit."""
+        self._check()
+        if self._eof:
+            return []
+        self._eof = True
+        return self._guard(self._finish)
+
+    # -- input ------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise RemoteProtocolError(self._error)
+
+    def _guard(self, step: Callable[..., None], *args: object) -> list[Event]:
+        self._events = []
+        try:
+            step(*args)
+        except RemoteProtocolError as exc:
+            self._error = str(exc)
+            raise
+        return self._events
+
+    def _receive(self, buf: Buffer, start: int, end: int) -> list[Event]:
+        self._check()
+        if self._eof:
+            raise LocalProtocolError("data after receive_eof")
+        return self._guard(self._take_in, buf, start, end)
+
+    def _take_in(self, buf: Buffer, start: int, end: int) -> None:
+        at = self._received_end
+        self.bytes_received += end - start
+        self._received_end += end - start
+        last = self._pieces[-1] if len(self._pieces) > self._head else None
+        if last is not None and last.buf is buf and last.end == start:
+            last.end = end
+        else:
+            self._pieces.append(_Piece(buf, start, end, at))
+        if self._detect is not None:
+            self._detect_more(buf, start, end)
+        else:
+            self._parse(buf, start, end, at)
+            self._bound()
+
+    def _parse(self, buf: Buffer, start: int, end: int, at: int) -> None:
+        if self._ps is not None:
+            self._ps.feed(buf, start, end, at)
+        elif self._ts is not None:
+            self._ts.feed(buf, start, end, at)
+        else:
+            self._scanner.feed(buf, start, end, at, None)
+
+    # -- detection --------------------------------------------------------------------
+
+    def _detect_more(self, buf: Buffer, start: int, end: int) -> None:
+        window = self._detect
+        assert window is not None
+        room = self._max_junk + 188 * _TS_CHECK - len(window)
+        window += buf[start : start + max(0, min(room, end - start))]
+        found = self._find_start(window, eof=False)
+        if found is not None:
+            self._start(*found)
+
+    def _find_start(self, d: bytearray, *, eof: bool) -> tuple[int, ContainerFormat] | None:
+        """Return (offset, format) of the stream start, or None while undecided."""
+        p = self._detect_pos
+        while True:
+            hits = [x for x in (d.find(b"\x00\x00\x01", p), d.find(b"\x47", p)) if x >= 0]
+            p = min(hits) if hits else max(p, len(d) - 3)
+            if p > self._max_junk:
+                raise RemoteProtocolError(
+                    f"no MPEG-2 sequence header, pack header or TS sync in {self._max_junk} bytes"
+                )
+            self._detect_pos = p
+            if not hits:
+                return None
+            if d[p] == 0x47:
+                checks = [p + 188 * k for k in range(1, _TS_CHECK)]
+                if all(d[c] == 0x47 for c in checks if c < len(d)):
+                    if checks[-1] < len(d) or (eof and checks[0] <= len(d)):
+                        return p, ContainerFormat.TS
+                    if not eof:
+                        return None
+            elif p + 4 > len(d):
+                if not eof:
+                    return None
+            elif d[p + 3] in (0xB3, 0xBA):
+                return p, ContainerFormat.ES if d[p + 3] == 0xB3 else ContainerFormat.PS
+            p += 1
+
+    def _start(self, offset: int, fmt: ContainerFormat) -> None:
+        self._detect = None
+        self.format = fmt
+        if fmt is ContainerFormat.PS:
+            self._ps = ProgramStreamParser(self._scanner, offset)
+        elif fmt is ContainerFormat.TS:
+            self._ts = TransportStreamParser(self._scanner, offset)
+        self._events.append(FormatDetected(fmt, offset))
+        self._release(offset)
+        self._unit = _Unit(offset)
+        for piece in list(self._pieces[self._head :]):
+            self._parse(piece.buf, piece.start, piece.end, piece.at)
+        self._bound()
+
+    # -- units ------------------------------------------------------------------------
+
+    def _on_code(self, sc: StartCode) -> None:
+        code = sc.code
+        if code not in _UNIT_STARTS:
+            return
+        unit = self._unit
+        bound = sc.at if sc.where is None else sc.where.bpos
+        if self._dropping is not None:
+            if code != SEQUENCE_HEADER or bound <= self._dropping:
+                return
+            self._drop_end(bound)
+            unit = self._unit
+        elif unit.pictures and bound > unit.start:
+            if sc.at - unit.start > self._max_unit:
+                self._drop_begin()
+                self._on_code(sc)
+                return
+            self._emit(bound)
+            unit = self._unit = _Unit(bound)
+        if unit.where is None:
+            unit.where = sc.where
+        if code == SEQUENCE_HEADER:
+            unit.sequence |= not unit.pictures
+        elif code == GROUP:
+            self._gop = (bool(sc.header[3] & 0x40), bool(sc.header[3] & 0x20), sc.last)
+        else:
+            self._picture(unit, sc)
+
+    def _picture(self, unit: _Unit, sc: StartCode) -> None:
+        tr, kind = sc.header[0] << 2 | sc.header[1] >> 6, sc.header[1] >> 3 & 7
+        gop, self._gop = self._gop, None
+        if gop is not None:  # the first picture of a GOP (§6.2.2.6): an I-picture
+            self._lead_tr = tr if kind == PictureType.I and not gop[0] else None
+        unit.pictures += 1
+        if unit.pictures > 1:
+            self.units_merged += 1
+            return
+        unit.kind = PictureType(kind) if kind in (1, 2, 3) else None
+        unit.tr = tr
+        lead = self._lead_tr
+        unit.leading = gop is None and kind == PictureType.B and lead is not None and tr < lead
+        seq = self._scanner.sequence_header
+        if gop is not None and kind == PictureType.I and seq is not None and gop[2] > unit.start:
+            unit.gop = gop
+            unit.parts = JoinParts(
+                self.format or ContainerFormat.ES,
+                seq,
+                unit.where,
+                self._ps.last_pack if self._ps else None,
+                self._ps.mpeg1 if self._ps else False,
+                self._ts.last_pat if self._ts else None,
+                self._ts.last_pmt if self._ts else None,
+                self._ts.video_pid if self._ts else None,
+            )
+
+    def _emit(self, end: int) -> None:
+        unit = self._unit
+        payload = self._take(unit.start, end)
+        cut = None
+        if unit.gop is not None and unit.parts is not None:
+            closed, broken, flag_at = unit.gop
+            patch = None if closed or broken else flag_at - unit.start
+            join = build_join(unit.parts, payload, unit.sequence, patch)
+            if join is not payload:
+                self.join_bytes += len(join)
+            cut = CutPoint(closed, broken, join)
+            self.cuts += 1
+        self.units += 1
+        self._events.append(UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading))
+
+    def _drop_begin(self) -> None:
+        self._dropping = self._unit.start
+        self._lead_tr = self._gop = None
+
+    def _drop_end(self, end: int) -> None:
+        assert self._dropping is not None
+        self._events.append(UnitDropped("unit longer than max_unit_size", end - self._dropping))
+        self.units_dropped += 1
+        self._release(end)
+        self._dropping = None
+        self._unit = _Unit(end)
+
+    def _bound(self) -> None:
+        """Enforce max_unit_size on the unit being read; while dropping, let bytes go."""
+        floor = self._scanner.floor()
+        floor = self._received_end if floor is None else floor
+        if self._dropping is None and floor - self._unit.start > self._max_unit:
+            self._drop_begin()
+        if self._dropping is not None:
+            keep = floor
+            parser = self._ps or self._ts
+            if parser is not None:
+                keep = parser.gap_start
+                bpos = self._scanner.floor_bpos()
+                keep = keep if bpos is None else min(keep, bpos)
+            self._release(max(keep, self._dropping))
+
+    def _finish(self) -> None:
+        if self._detect is not None:
+            found = self._find_start(self._detect, eof=True) if self._detect else None
+            if found is None:
+                if self.bytes_received:
+                    raise RemoteProtocolError("the body is not an MPEG-2 ES, PS or TS stream")
+                return
+            self._start(*found)
+        self._bound()
+        end = self._received_end
+        if self._dropping is not None:
+            self._drop_end(end)
+        elif end > self._unit.start:
+            self._emit(end)
+
+    # -- buffers ----------------------------------------------------------------------
+
+    def _take(self, start: int, end: int) -> Payload:
+        """Return input bytes [start, end) (a view when they are in one buffer)."""
+        views: list[memoryview] = []
+        i, want = self._head, start
+        while want < end:
+            piece = self._pieces[i]
+            off = piece.start + want - piece.at
+            n = min(piece.end - off, end - want)
+            views.append(memoryview(piece.buf)[off : off + n])
+            want += n
+            i += 1
+        self._release(end)
+        if len(views) == 1:
+            return views[0].toreadonly()
+        self.bytes_copied += end - start
+        return b"".join(views)
+
+    def _release(self, upto: int) -> None:
+        """Forget input bytes before offset upto."""
+        pieces = self._pieces
+        while self._head < len(pieces):
+            piece = pieces[self._head]
+            if piece.at + piece.end - piece.start > upto:
+                if piece.at < upto:
+                    piece.start += upto - piece.at
+                    piece.at = upto
+                break
+            self._head += 1
+        if self._head > 32 and self._head * 2 > len(pieces):
+            del pieces[: self._head]
+            self._head = 0
+
+
+class _Piece:
+    """Input bytes buf[start:end], the first of them at input offset at."""
+
+    __slots__ = ("at", "buf", "end", "start")
+
+    def __init__(self, buf: Buffer, start: int, end: int, at: int) -> None:
+        self.buf, self.start, self.end, self.at = buf, start, end, at
+
+
+class _Unit:
+    """The unit being read."""
+
+    __slots__ = ("gop", "kind", "leading", "parts", "pictures", "sequence", "start", "tr", "where")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.where: Where | None = None
+        self.pictures = 0
+        self.sequence = False  # a sequence header precedes the first picture
+        self.kind: PictureType | None = None
+        self.tr: int | None = None
+        self.leading = False
+        self.gop: tuple[bool, bool, int] | None = None
+        self.parts: JoinParts | None = None

@@ -1,0 +1,296 @@
+"""Program and transport stream depacketisers: container bytes in, video PES payload out.
+
+Both hand the payload of the video PES packets to a ``StartCodeScanner`` in place
+(no copy), as segments tagged with a ``Where``: the container packet the bytes are in
+and the earliest offset a unit beginning in that packet may start at. Headers that
+straddle reads are assembled in a small scratch buffer; that copy is parsing state,
+never payload (units are cut from the caller's buffers).
+"""
+
+from __future__ import annotations
+
+from gateway.demux.mpeg2_scan import Buffer, StartCodeScanner, Where
+from gateway.errors import RemoteProtocolError
+
+#: Non-video packets tolerated in front of a unit (program stream map, padding, audio,
+#: PSI): beyond this the unit starts at the packet carrying its first start code.
+MAX_GAP = 65536
+TS_PACKET = 188
+#: stream_type values of MPEG-1 and MPEG-2 video (ISO/IEC 13818-1 Table 2-34).
+VIDEO_STREAM_TYPES = frozenset({0x01, 0x02})
+#: Video stream_id values of PES packets (ISO/IEC 13818-1 Table 2-22).
+VIDEO_IDS = range(0xE0, 0xF0)
+_PACK, _END, _SYSTEM = 0xBA, 0xB9, 0xBB
+
+
+class ProgramStreamParser:
+    """Walk packs and PES packets (ISO/IEC 13818-1 §2.5.3; MPEG-1 system packs too)."""
+
+    def __init__(self, scanner: StartCodeScanner, start: int) -> None:
+        self._scanner = scanner
+        self._head = bytearray()  # the packet header being assembled
+        self._want = 4  # header bytes needed before the next decision
+        self._payload = 0  # video payload bytes left in the current PES packet
+        self._skip = 0  # bytes left of a packet we do not look into
+        self._packet = start  # offset of the current packet
+        self._where = Where(start, start)
+        #: End of the last video PES packet (where a following unit may start).
+        self.gap_start = start
+        self._pack_in_gap = False
+        #: The last pack header, for joins; and whether it was MPEG-1 (ISO/IEC 11172-1).
+        self.last_pack: bytes | None = None
+        self.mpeg1 = False
+        #: The video stream_id followed (the first one seen).
+        self.video_id: int | None = None
+
+    def feed(self, buf: Buffer, start: int, end: int, at: int) -> None:
+        """Parse buf[start:end], whose first byte is at input offset ``at``."""
+        i = start
+        while i < end:
+            if self._payload:
+                n = min(self._payload, end - i)
+                self._scanner.feed(buf, i, i + n, at + i - start, self._where)
+                self._payload -= n
+                i += n
+                if not self._payload:
+                    self._video_done(at + i - start)
+            elif self._skip:
+                n = min(self._skip, end - i)
+                self._skip -= n
+                i += n
+            else:
+                if not self._head:
+                    self._packet = at + i - start
+                n = min(self._want - len(self._head), end - i)
+                self._head += buf[i : i + n]
+                i += n
+                if len(self._head) == self._want:
+                    self._parse_head()
+
+    def _video_done(self, end: int) -> None:
+        self.gap_start, self._pack_in_gap = end, False
+
+    def _other(self, skip: int, *, pack: bool = False) -> None:
+        """Account for a packet that carries no video: it joins the gap before the next."""
+        if self._packet - self.gap_start > MAX_GAP:
+            self.gap_start, self._pack_in_gap = self._packet, False
+        self._pack_in_gap |= pack
+        self._skip = skip
+        self._head.clear()
+        self._want = 4
+
+    def _parse_head(self) -> None:
+        head = self._head
+        if head[:3] != b"\x00\x00\x01" or head[3] < _END:
+            raise RemoteProtocolError(
+                f"program stream: no packet start code at byte {self._packet}"
+            )
+        code = head[3]
+        if code == _PACK:
+            self._parse_pack()
+        elif code == _END:
+            self._other(0)
+        elif len(head) == 4:
+            self._want = 6
+        else:
+            length = head[4] << 8 | head[5]
+            if code in VIDEO_IDS and self.video_id in (None, code):
+                self._parse_video(length)
+            else:
+                self._other(length)
+
+    def _parse_pack(self) -> None:
+        head = self._head
+        if len(head) < 12:
+            self._want = 12
+        elif head[4] >> 6 == 0b01:  # MPEG-2 pack header (§2.5.3.3)
+            want = 14 + (head[13] & 7) if len(head) >= 14 else 14
+            if len(head) < want:
+                self._want = want
+                return
+            self.last_pack, self.mpeg1 = bytes(head), False
+            self._other(0, pack=True)
+        elif head[4] >> 4 == 0b0010:  # MPEG-1 pack header (ISO/IEC 11172-1 §2.4.3.2)
+            self.last_pack, self.mpeg1 = bytes(head), True
+            self._other(0, pack=True)
+        else:
+            raise RemoteProtocolError(f"program stream: bad pack header at byte {self._packet}")
+
+    def _parse_video(self, length: int) -> None:
+        head = self._head
+        if length == 0:
+            raise RemoteProtocolError(f"program stream: video PES of length 0 at {self._packet}")
+        if len(head) == 6:
+            self._want = 7  # the next byte tells MPEG-2 from MPEG-1 syntax
+            return
+        if head[6] >> 6 == 0b10:  # MPEG-2 PES header (§2.4.3.6)
+            if length < 3:
+                raise RemoteProtocolError(f"program stream: short PES packet at {self._packet}")
+            if len(head) < 9:
+                self._want = 9
+                return
+            size = 9 + head[8]
+            if size > 6 + length:
+                raise RemoteProtocolError(f"program stream: PES header overruns at {self._packet}")
+            if len(head) < size:
+                self._want = size
+                return
+        else:  # MPEG-1 packet header (ISO/IEC 11172-1 §2.4.3.3): stuffing, STD, PTS/DTS
+            want = 6 + min(length, 28)
+            if len(head) < want:
+                self._want = want
+                return
+            size = _mpeg1_header_size(head, self._packet)
+        self.video_id = head[3]
+        self._where = Where(self.gap_start, self._packet, 0, self._pack_in_gap)
+        extra = len(head) - size  # payload bytes read along with the header
+        self._payload = 6 + length - len(head)
+        self._head = bytearray()
+        self._want = 4
+        if extra:
+            self._scanner.feed(head, size, len(head), self._packet + size, self._where)
+        if not self._payload:
+            self._video_done(self._packet + 6 + length)
+
+
+def _mpeg1_header_size(head: bytearray, packet: int) -> int:
+    """Return the length of an MPEG-1 packet header (start code included)."""
+    i, end = 6, len(head)
+    while i < end and head[i] == 0xFF and i < 6 + 16:
+        i += 1
+    if i < end and head[i] >> 6 == 0b01:  # STD_buffer_scale and size
+        i += 2
+    if i < end:
+        flags = head[i] >> 4
+        if flags == 0b0010:
+            i += 5
+        elif flags == 0b0011:
+            i += 10
+        elif head[i] == 0x0F:
+            i += 1
+        else:
+            i = end + 1
+    if i > end:
+        raise RemoteProtocolError(f"program stream: bad MPEG-1 packet header at byte {packet}")
+    return i
+
+
+class TransportStreamParser:
+    """Walk 188-byte TS packets, follow PAT and PMT to the video PID (ISO/IEC 13818-1 §2.4)."""
+
+    def __init__(self, scanner: StartCodeScanner, start: int) -> None:
+        self._scanner = scanner
+        self._scratch = bytearray()  # a packet split across reads
+        self._scratch_at = start
+        self._pmt_pids: set[int] = set()
+        #: The PID of the first MPEG-1/2 video stream in the PMT.
+        self.video_pid: int | None = None
+        #: The last PAT and PMT packets, for joins.
+        self.last_pat: bytes | None = None
+        self.last_pmt: bytes | None = None
+        #: End of the last video packet (where a following unit may start).
+        self.gap_start = start
+        self._tables = 0  # 1: PAT, 2: PMT seen since gap_start
+        self._pes_head = bytearray()  # PES header bytes being skipped (first 9)
+        self._pes_skip = 0  # PES header bytes left to skip after the first 9
+
+    def feed(self, buf: Buffer, start: int, end: int, at: int) -> None:
+        """Parse buf[start:end], whose first byte is at input offset ``at``."""
+        i = start
+        while i < end:
+            if self._scratch or end - i < TS_PACKET:
+                if not self._scratch:
+                    self._scratch_at = at + i - start
+                n = min(TS_PACKET - len(self._scratch), end - i)
+                self._scratch += buf[i : i + n]
+                i += n
+                if len(self._scratch) == TS_PACKET:
+                    packet, self._scratch = self._scratch, bytearray()
+                    self._packet(packet, 0, self._scratch_at)
+            else:
+                self._packet(buf, i, at + i - start)
+                i += TS_PACKET
+
+    def _packet(self, buf: Buffer, o: int, at: int) -> None:
+        if buf[o] != 0x47:
+            raise RemoteProtocolError(f"transport stream: lost sync at byte {at}")
+        pid = (buf[o + 1] & 0x1F) << 8 | buf[o + 2]
+        pusi, control, cc = buf[o + 1] & 0x40, buf[o + 3] >> 4 & 3, buf[o + 3] & 0x0F
+        pay, end = o + 4, o + TS_PACKET
+        if control & 2:  # adaptation field (§2.4.3.4)
+            pay += 1 + buf[o + 4]
+        if not control & 1 or pay > end or buf[o + 1] & 0x80:
+            pay = end  # no payload, an overlong adaptation field, or transport_error
+        if pid == self.video_pid:
+            where = Where(self.gap_start, at, cc, self._tables == 3)
+            self._video(buf, pay if not pusi else -pay, end, at, where)
+            self.gap_start, self._tables = at + TS_PACKET, 0
+            return
+        if at - self.gap_start > MAX_GAP:
+            self.gap_start, self._tables = at, 0
+        if pid == 0 and pusi and pay < end:
+            self.last_pat = bytes(buf[o:end])
+            self._tables |= 1
+            self._parse_pat(bytes(buf[pay:end]))
+        elif pid in self._pmt_pids and pusi and pay < end:
+            self.last_pmt = bytes(buf[o:end])
+            self._tables |= 2
+            self._parse_pmt(bytes(buf[pay:end]))
+
+    def _video(self, buf: Buffer, pay: int, end: int, at: int, where: Where) -> None:
+        """Scan a video packet's payload from pay (negated: a PES packet starts there)."""
+        base = at - (end - TS_PACKET)
+        if pay < 0:
+            pay = -pay
+            self._pes_head.clear()
+            self._pes_skip = -1  # unknown until 9 header bytes are in
+        if self._pes_skip < 0 and pay < end:  # PES header (§2.4.3.6): 9 bytes + its length
+            n = min(9 - len(self._pes_head), end - pay)
+            self._pes_head += buf[pay : pay + n]
+            pay += n
+            if len(self._pes_head) == 9:
+                head = self._pes_head
+                mpeg2 = head[6] >> 6 == 0b10
+                if head[:3] != b"\x00\x00\x01" or not mpeg2:
+                    raise RemoteProtocolError(f"transport stream: bad video PES header at {at}")
+                self._pes_skip = head[8]
+        if self._pes_skip > 0 and pay < end:
+            n = min(self._pes_skip, end - pay)
+            self._pes_skip -= n
+            pay += n
+        if self._pes_skip == 0 and pay < end:
+            self._scanner.feed(buf, pay, end, base + pay, where)
+
+    def _parse_pat(self, payload: bytes) -> None:
+        """Learn the PMT PIDs from a PAT section in one packet (§2.4.4.3)."""
+        section = _section(payload, 0x00)
+        for k in range(8, len(section) - 4 - 3, 4):
+            program = section[k] << 8 | section[k + 1]
+            if program:  # program 0 points at the network information table
+                self._pmt_pids.add((section[k + 2] & 0x1F) << 8 | section[k + 3])
+
+    def _parse_pmt(self, payload: bytes) -> None:
+        """Find the first MPEG-1/2 video stream in a PMT section in one packet (§2.4.4.8)."""
+        section = _section(payload, 0x02)
+        if len(section) < 12 or self.video_pid is not None:
+            return
+        k = 12 + ((section[10] & 0x0F) << 8 | section[11])
+        while k + 5 <= len(section) - 4:
+            stream_type, pid = section[k], (section[k + 1] & 0x1F) << 8 | section[k + 2]
+            if stream_type in VIDEO_STREAM_TYPES:
+                self.video_pid = pid
+                return
+            k += 5 + ((section[k + 3] & 0x0F) << 8 | section[k + 4])
+
+
+def _section(payload: bytes, table_id: int) -> bytes:
+    """Return the section after the pointer_field, cut to its length, or b"" if it is not whole."""
+    if not payload:
+        return b""
+    start = 1 + payload[0]
+    if start + 3 > len(payload) or payload[start] != table_id:
+        return b""
+    length = (payload[start + 1] & 0x0F) << 8 | payload[start + 2]
+    if start + 3 + length > len(payload):
+        return b""
+    return payload[start : start + 3 + length]

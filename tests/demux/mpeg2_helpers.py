@@ -1,0 +1,141 @@
+"""Helpers for the MPEG-2 indexer tests: streams, every-way feeding, decode checks."""
+
+from __future__ import annotations
+
+import functools
+import io
+import random
+from typing import Any
+
+import av
+import numpy as np
+
+from gateway.demux.mpeg2 import Event, Mpeg2Indexer, UnitIndexed
+from gateway.errors import RemoteProtocolError
+from gateway.sim.mpeg2 import Mpeg2Producer
+
+#: PyAV demuxer names per container.
+DEMUXER = {"es": "mpegvideo", "ps": "mpeg", "ts": "mpegts"}
+MODES = ("all", "bytewise", "random", "buffer-small", "buffer-large", "bytearray")
+Modes = tuple[str, ...]
+
+Outcome = tuple[list[Event], str | None]
+
+
+@functools.cache
+def sim_stream(container: str, open_gop: bool, pictures: int = 40, size: int = 160) -> bytes:
+    """Return the simulator's MPEG-2 output (size x size*3/4, 25 fps)."""
+    producer = Mpeg2Producer(1, size, size * 3 // 4, 25, container=container, open_gop=open_gop)
+    return b"".join(e.data for i in range(pictures) for e in producer.produce(i, i * 40_000_000))
+
+
+@functools.cache
+def ffmpeg_stream(muxer: str, open_gop: bool, pictures: int = 40) -> bytes:
+    """Return noisy 640x480 MPEG-2 video muxed by FFmpeg (mpeg, vob, mpegts, mpeg2video)."""
+    out = io.BytesIO()
+    with av.open(out, "w", format=muxer) as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        ctx = stream.codec_context
+        ctx.gop_size, ctx.max_b_frames, ctx.bit_rate = 12, 2, 8_000_000
+        ctx.options = {"sc_threshold": "1000000000"} | ({} if open_gop else {"flags": "+cgop"})
+        rng = np.random.default_rng(7)
+        for i in range(pictures):
+            image = rng.integers(0, 64, (480, 640, 3), dtype=np.uint8) + np.uint8(i * 3)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out.getvalue()
+
+
+def feed(data: bytes, mode: str, **limits: Any) -> Outcome:
+    """Feed data to a fresh indexer in one way; return the events and any error message."""
+    indexer = Mpeg2Indexer(**limits)
+    events: list[Event] = []
+    try:
+        if mode == "all":
+            events += indexer.receive_data(data)
+        elif mode == "bytewise":
+            for i in range(len(data)):
+                events += indexer.receive_data(data[i : i + 1])
+        elif mode in ("random", "bytearray"):
+            rng = random.Random(len(data))
+            i = 0
+            while i < len(data):
+                n = rng.randint(1, 3000)
+                piece = data[i : i + n]
+                events += indexer.receive_data(bytearray(piece) if mode == "bytearray" else piece)
+                i += n
+        else:
+            hint, short = (7, 5) if mode == "buffer-small" else (-1, 100_000)
+            i = 0
+            while i < len(data):
+                buf = indexer.get_buffer(hint)
+                n = min(len(buf), len(data) - i, short)
+                buf[:n] = data[i : i + n]
+                events += indexer.buffer_updated(n)
+                i += n
+        events += indexer.receive_eof()
+    except RemoteProtocolError as exc:
+        return events, str(exc)
+    assert indexer.bytes_received == len(data)
+    return events, None
+
+
+def normal(events: list[Event]) -> list[tuple[object, ...]]:
+    """Return events with payloads as bytes, comparable across feeding modes."""
+    out: list[tuple[object, ...]] = []
+    for event in events:
+        if isinstance(event, UnitIndexed):
+            cut = event.cut
+            join = (cut.closed_gop, cut.broken_link, bytes(cut.join)) if cut else None
+            kind, tr = event.picture_type, event.temporal_reference
+            out.append(("unit", bytes(event.payload), kind, tr, join, event.leading))
+        else:
+            out.append((event,))
+    return out
+
+
+def feed_every_way(data: bytes, modes: Modes = MODES, **limits: Any) -> Outcome:
+    """Feed data every way; assert identical outcomes; return the all-at-once one."""
+    reference = feed(data, "all", **limits)
+    for mode in modes:
+        events, error = feed(data, mode, **limits)
+        assert error == reference[1], mode
+        if error is None:
+            assert normal(events) == normal(reference[0]), mode
+    return reference
+
+
+def units_of(events: list[Event]) -> list[UnitIndexed]:
+    """Return the UnitIndexed events."""
+    return [e for e in events if isinstance(e, UnitIndexed)]
+
+
+def decode(data: bytes, demuxer: str) -> tuple[int, int]:
+    """Return (pictures, decode errors) of data decoded by FFmpeg."""
+    pictures = errors = 0
+    try:
+        with av.open(io.BytesIO(data), "r", format=demuxer) as container:
+            for packet in container.demux(video=0):
+                try:
+                    pictures += len(packet.decode())
+                except av.error.FFmpegError:
+                    errors += 1
+    except av.error.FFmpegError:
+        errors += 1
+    return pictures, errors
+
+
+def joined(units: list[UnitIndexed], k: int, *, skip_leading: bool = True) -> bytes:
+    """Return what a client starting at cut k receives: join, then later payloads."""
+    cut = units[k].cut
+    assert cut is not None
+    rest = [bytes(u.payload) for u in units[k + 1 :] if not (skip_leading and u.leading)]
+    return bytes(cut.join) + b"".join(rest)
+
+
+def expected_pictures(units: list[UnitIndexed], k: int) -> int:
+    """Return the pictures a client starting at cut k should see (leading ones skipped)."""
+    return sum(1 for u in units[k:] if u.picture_type is not None and not u.leading)
