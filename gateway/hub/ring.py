@@ -1,0 +1,305 @@
+"""Byte-stream fan-out with cut points: MPEG-2 (and its prebuffer) and audio.
+
+MPEG-2 and audio are not latest-wins images: a client gets a contiguous byte stream,
+and when it falls behind (``maxlag``, else ``client_buffer_bytes``) it is cut forward
+to the newest cut point (MPEG-2: a frame with ``frame.cut``; audio: every part), so
+what it receives always decodes (DESIGN §6). The ring is also the MPEG-2 prebuffer
+(``buffer.cgi?prebuffer=N``, VAPIX §5.3.3). It knows nothing about sockets and reads
+no clock; an endpoint drives one :class:`~gateway.hub.cursor.Cursor` per client::
+
+    start = ring.cut_near(ring.newest.received_ns - prebuffer_ns) if prebuffer else None
+    with ring.subscribe(start if start is not None else "newest_cut",
+                        maxlag_ns=None if maxlag is None else maxlag * 1_000_000,
+                        max_buffer_bytes=limits.client_buffer_bytes) as cur:
+        # X-Prebuffer-Length: cur.provided_ns / 1e9
+        while await cur.wait():
+            bufs = cur.take(256 * 1024)         # the frames' own payload objects
+            await write_all(sock, bufs)         # os.writev / loop.sock_sendall ...
+            cur.check(siocoutq(sock) + unsent, time.monotonic_ns())
+
+Positions (``seq``) count the frames published to this ring, from 0; they are not
+``Frame.seq``, which restarts with every upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+from gateway.errors import LocalProtocolError
+from gateway.hub.cursor import Cursor
+from gateway.hub.stream import StreamFullError
+from gateway.media import NS_PER_SECOND, Frame, StreamKind
+
+
+def has_cut(frame: Frame) -> bool:
+    """Return True if a client may start at ``frame`` (MPEG-2: ``frame.cut`` is set)."""
+    return frame.cut is not None
+
+
+def every_frame(frame: Frame) -> bool:
+    """Return True: every audio part is a cut point."""
+    return True
+
+
+class Ring:
+    """The recent frames of one camera stream by position, and the cursors reading them."""
+
+    def __init__(
+        self,
+        kind: StreamKind = StreamKind.MPEG2,
+        *,
+        name: str = "",
+        seconds: float = 10.0,
+        max_bytes: int = 64 * 2**20,
+        max_subscribers: int | None = None,
+        is_cut: Callable[[Frame], bool] | None = None,
+    ) -> None:
+        """Create a ring.
+
+        ``seconds`` (config ``mpeg2_prebuffer_seconds``) and ``max_bytes`` bound what is
+        held: whole GOPs are evicted from the front while the held span (``held_ns``)
+        exceeds ``seconds`` or the held bytes exceed ``max_bytes``; the newest GOP is
+        never evicted (``oversize_gops`` counts GOPs that alone exceeded ``max_bytes``).
+        ``is_cut`` says where a client may start; the default is ``every_frame`` for
+        audio and ``has_cut`` otherwise.
+        """
+        if seconds < 0 or max_bytes < 0:
+            raise LocalProtocolError("seconds and max_bytes must be >= 0")
+        self.kind = kind
+        self.name = name
+        self.is_cut = is_cut or (every_frame if kind is StreamKind.AUDIO else has_cut)
+        self._seconds_ns = int(seconds * NS_PER_SECOND)
+        self._max_bytes = max_bytes
+        self._max_subscribers = max_subscribers
+        self._frames: deque[Frame] = deque()
+        #: Byte offset (bytes published before it) of each held frame, parallel to _frames.
+        self._starts: deque[int] = deque()
+        #: Positions of the held cut points, ascending.
+        self._cuts: deque[int] = deque()
+        self._first = 0
+        self._total = 0
+        self._held = 0
+        self._oversize_cut = -1
+        self._cursors: dict[Cursor, None] = {}
+        # One future per event, shared by every waiting cursor: publish costs the same
+        # whatever the number of cursors (STYLE §3).
+        self._data_fut: asyncio.Future[None] | None = None
+        self._cut_fut: asyncio.Future[None] | None = None
+        #: True after ``close``.
+        self.closed = False
+        #: Frames published since creation.
+        self.frames_published = 0
+        #: Frames evicted from the front (whole GOPs, or frames before any cut point).
+        self.evicted_frames = 0
+        #: GOPs kept although they alone held more than ``max_bytes``.
+        self.oversize_gops = 0
+
+    # -- publishing ------------------------------------------------------------------
+
+    def publish(self, frame: Frame) -> None:
+        """Append ``frame``, evict what falls out of the bounds, wake waiters; never waits."""
+        if self.closed:
+            raise LocalProtocolError("publish() on a closed ring")
+        seq = self._first + len(self._frames)
+        size = len(frame.payload)
+        self._frames.append(frame)
+        self._starts.append(self._total)
+        self._total += size
+        self._held += size
+        self.frames_published += 1
+        if self.is_cut(frame):
+            if not self._cuts:
+                # Frames before the first cut point cannot be joined: no client needs them.
+                self._drop_before(seq)
+            self._cuts.append(seq)
+            self._cut_fut = _resolve(self._cut_fut)
+        self._evict(frame.received_ns)
+        self._data_fut = _resolve(self._data_fut)
+
+    def _evict(self, newest_ns: int) -> None:
+        frames, cuts = self._frames, self._cuts
+        while True:
+            over_bytes = self._held > self._max_bytes
+            if not cuts:
+                # Nothing joinable is held; keep the bounds frame by frame.
+                if len(frames) > 1 and (
+                    over_bytes or newest_ns - frames[0].received_ns > self._seconds_ns
+                ):
+                    self._drop_before(self._first + 1)
+                    continue
+                return
+            oldest_cut = frames[cuts[0] - self._first]
+            if not over_bytes and newest_ns - oldest_cut.received_ns <= self._seconds_ns:
+                return
+            if len(cuts) == 1:
+                if over_bytes and self._oversize_cut != cuts[0]:
+                    self._oversize_cut = cuts[0]
+                    self.oversize_gops += 1
+                return
+            cuts.popleft()
+            self._drop_before(cuts[0])
+
+    def _drop_before(self, seq: int) -> None:
+        frames, starts = self._frames, self._starts
+        while self._first < seq:
+            self._held -= len(frames.popleft().payload)
+            starts.popleft()
+            self._first += 1
+            self.evicted_frames += 1
+
+    # -- looking up ------------------------------------------------------------------
+
+    @property
+    def first_seq(self) -> int:
+        """Return the position of the oldest held frame (``next_seq`` if none is held)."""
+        return self._first
+
+    @property
+    def next_seq(self) -> int:
+        """Return the position the next published frame will get."""
+        return self._first + len(self._frames)
+
+    @property
+    def newest(self) -> Frame | None:
+        """Return the newest frame, or None before the first (or after eviction of all)."""
+        return self._frames[-1] if self._frames else None
+
+    @property
+    def newest_cut(self) -> int | None:
+        """Return the position of the newest held cut point, or None."""
+        return self._cuts[-1] if self._cuts else None
+
+    @property
+    def bytes(self) -> int:
+        """Return the payload bytes held."""
+        return self._held
+
+    @property
+    def held_ns(self) -> int:
+        """Return how far back a client can start: newest minus oldest cut ``received_ns``."""
+        if not self._cuts:
+            return 0
+        oldest = self._frames[self._cuts[0] - self._first]
+        return self._frames[-1].received_ns - oldest.received_ns
+
+    def get(self, seq: int) -> Frame | None:
+        """Return the frame at position ``seq``, or None if it is not held."""
+        i = seq - self._first
+        return self._frames[i] if 0 <= i < len(self._frames) else None
+
+    def cut_near(self, t_ns: int) -> int | None:
+        """Return the held cut point whose ``received_ns`` is nearest ``t_ns`` (older on ties)."""
+        cuts = self._cuts
+        if not cuts:
+            return None
+        frames, first = self._frames, self._first
+        i = bisect_left(cuts, t_ns, key=lambda s: frames[s - first].received_ns)
+        if i == len(cuts):
+            return cuts[-1]
+        if i == 0:
+            return cuts[0]
+        before, after = cuts[i - 1], cuts[i]
+        d_before = t_ns - frames[before - first].received_ns
+        d_after = frames[after - first].received_ns - t_ns
+        return after if d_after < d_before else before
+
+    def _cut_at_or_after(self, seq: int) -> int | None:
+        cuts = self._cuts
+        i = bisect_left(cuts, seq)
+        return cuts[i] if i < len(cuts) else None
+
+    def _offset(self, seq: int) -> int:
+        """Return the bytes published before position ``seq`` (held or next)."""
+        i = seq - self._first
+        return self._starts[i] if i < len(self._starts) else self._total
+
+    # -- cursors ---------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        start: Literal["newest_cut"] | int = "newest_cut",
+        *,
+        maxlag_ns: int | None = None,
+        max_buffer_bytes: int = 4_000_000,
+        kind: str = "",
+        remote: str = "",
+    ) -> Cursor:
+        """Add a cursor starting at ``start`` (the newest cut point, or a held position).
+
+        A cursor starts at the first cut point at or after ``start`` (waiting for one if
+        none is held). ``maxlag_ns`` is the client's ``maxlag`` (values below 500 ms mean
+        500 ms); without it ``max_buffer_bytes`` (config ``client_buffer_bytes``) bounds
+        the bytes it may be behind. Raises ``StreamFullError`` at ``max_subscribers``.
+        """
+        if self.closed:
+            raise LocalProtocolError("subscribe() on a closed ring")
+        if self._max_subscribers is not None and len(self._cursors) >= self._max_subscribers:
+            raise StreamFullError(f"stream has {self._max_subscribers} subscribers already")
+        if start == "newest_cut":
+            pos = self._cuts[-1] if self._cuts else self.next_seq
+        elif isinstance(start, int) and self._first <= start <= self.next_seq:
+            pos = start
+        else:
+            raise LocalProtocolError(f"start {start!r} is not a held position")
+        cur = Cursor(
+            self,
+            pos,
+            maxlag_ns=maxlag_ns,
+            max_buffer_bytes=max_buffer_bytes,
+            kind=kind or self.kind.value,
+            remote=remote,
+        )
+        self._cursors[cur] = None
+        return cur
+
+    def __len__(self) -> int:
+        return len(self._cursors)
+
+    def __iter__(self) -> Iterator[Cursor]:
+        return iter(tuple(self._cursors))
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Return the ``/api/cameras`` ``clients`` entries of this ring."""
+        newest = self.newest
+        out = []
+        for cur in self._cursors:
+            if newest is not None:
+                cur._refresh_fps(newest.received_ns)
+            out.append(cur.snapshot())
+        return out
+
+    def close(self) -> None:
+        """End the ring: every cursor drains what is pending, then ``wait`` returns False."""
+        if self.closed:
+            return
+        self.closed = True
+        self._wake_all()
+
+    def _remove(self, cur: Cursor) -> None:
+        self._cursors.pop(cur, None)
+
+    def _future(self, *, cut: bool) -> asyncio.Future[None]:
+        """Return the shared future resolved by the next publish (of a cut point)."""
+        fut = self._cut_fut if cut else self._data_fut
+        if fut is None or fut.done():
+            fut = asyncio.get_running_loop().create_future()
+            if cut:
+                self._cut_fut = fut
+            else:
+                self._data_fut = fut
+        return fut
+
+    def _wake_all(self) -> None:
+        self._data_fut = _resolve(self._data_fut)
+        self._cut_fut = _resolve(self._cut_fut)
+
+
+def _resolve(fut: asyncio.Future[None] | None) -> asyncio.Future[None] | None:
+    """Wake everything awaiting ``fut``; return None, the ring's next future slot."""
+    if fut is not None and not fut.done():
+        fut.set_result(None)
+    return None
