@@ -13,9 +13,10 @@ from urllib.parse import urlencode
 
 from gateway.config import CameraConfig
 from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.mpeg2 import Mpeg2Indexer, UnitIndexed
 from gateway.demux.multipart import MultipartDemuxer, PartReceived
 from gateway.errors import UpstreamError
-from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
+from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.media import VIDEO_TIME_BASE, CutPoint, Payload, StreamKind
 
 #: Upstream paths per stream kind (VAPIX §5.2.6, §5.3.1, §5.5.1).
@@ -61,7 +62,8 @@ def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
     if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
         return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
     if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
-        return RawConsumer(media, marker=PICTURE_START)
+        # The indexer finds ES, PS or TS from the bytes, whatever the type says.
+        return Mpeg2Indexer()
     if kind is StreamKind.AUDIO and media.startswith("audio/"):
         return RawConsumer(media)
     raise UpstreamError(f"unexpected content type {media or '(none)'}")
@@ -111,10 +113,15 @@ def mjpeg_frame_data(event: object) -> FrameData | None:
 
 
 def mpeg2_frame_data(event: object) -> FrameData | None:
-    """Return a read's frame data, counting the pictures that end in it (raw MPEG-2)."""
-    if isinstance(event, RawReceived):
-        data = FrameData(event.payload, event.content_type or "video/mpeg", pictures=event.markers)
-        return _checked(data, "video/")
+    """Return an indexed unit's frame data: one coded picture, with its cut point if any."""
+    if isinstance(event, UnitIndexed):
+        return FrameData(
+            event.payload,
+            "video/mpeg",
+            pictures=int(event.picture_type is not None),
+            cut=event.cut,
+            leading=event.leading,
+        )
     return None
 
 

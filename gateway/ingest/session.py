@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.mpeg2 import UnitDropped
 from gateway.demux.multipart import PartDropped
 from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
 from gateway.ingest.auth import Authenticator
@@ -159,7 +160,7 @@ class Session:
     def handle_events(self, events: list[Any]) -> None:
         """Turn a batch of consumer events into frames for the sink."""
         for event in events:
-            if isinstance(event, PartDropped):
+            if isinstance(event, PartDropped | UnitDropped):
                 self._sink.frame_dropped()
                 continue
             data = self._frame_data(event)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from gateway.demux.http1 import ResponseHead
+from gateway.demux.mpeg2 import Mpeg2Indexer, PictureType, UnitIndexed
 from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.demux.parts import DropReason
 from gateway.errors import UpstreamError
@@ -21,7 +22,7 @@ from gateway.ingest.kinds import (
     mpeg2_frame_data,
 )
 from gateway.ingest.raw import RawConsumer, RawReceived
-from gateway.media import VIDEO_TIME_BASE, StreamKind
+from gateway.media import VIDEO_TIME_BASE, CutPoint, StreamKind
 
 HEADERS = (("content-type", "image/jpeg"), ("x-delta-time", "40"))
 
@@ -56,14 +57,20 @@ def test_mjpeg_frame_data() -> None:
     assert mjpeg_frame_data(PartDropped(DropReason.MISSING_EOI, 10)) is None
 
 
-def test_mpeg2_frame_data_counts_the_pictures_of_a_read() -> None:
-    data = mpeg2_frame_data(raw("video/mp2t", markers=3))
+def test_mpeg2_frame_data_is_one_indexed_unit_with_its_cut_point() -> None:
+    cut = CutPoint(closed_gop=False, broken_link=False, join=b"join")
+    unit = UnitIndexed(b"\x00\x00\x01\x00", PictureType.I, 2, cut, leading=False)
+    data = mpeg2_frame_data(unit)
     assert data is not None
-    assert (data.content_type, data.pictures, data.headers) == ("video/mp2t", 3, ())
-    assert (data.cut, data.leading) == (None, False)
-    nothing = mpeg2_frame_data(raw("video/mpeg", markers=0))
-    assert nothing is not None
-    assert nothing.pictures == 0  # a read that ends inside a picture is still delivered
+    assert (data.content_type, data.pictures, data.headers) == ("video/mpeg", 1, ())
+    assert (data.cut, data.leading) == (cut, False)
+    leading = mpeg2_frame_data(UnitIndexed(b"b", PictureType.B, 0, None, leading=True))
+    assert leading is not None
+    assert (leading.cut, leading.leading, leading.pictures) == (None, True, 1)
+    tail = mpeg2_frame_data(UnitIndexed(b"\x00\x00\x01\xb7", None, None, None, leading=False))
+    assert tail is not None
+    assert tail.pictures == 0  # bytes after the last picture (sequence end) still go out
+    assert mpeg2_frame_data(raw("video/mpeg", markers=3)) is None
     assert mpeg2_frame_data(part("video/mpeg")) is None
 
 
@@ -89,9 +96,9 @@ def test_media_type_drops_parameters_and_case() -> None:
     [
         (StreamKind.MJPEG, "multipart/x-mixed-replace; boundary=b", MultipartDemuxer),
         (StreamKind.AUDIO, "multipart/x-mixed-replace; boundary=b", MultipartDemuxer),
-        (StreamKind.MPEG2, "video/mpeg", RawConsumer),
-        (StreamKind.MPEG2, "video/MP2T", RawConsumer),
-        (StreamKind.MPEG2, "video/mp2p", RawConsumer),
+        (StreamKind.MPEG2, "video/mpeg", Mpeg2Indexer),
+        (StreamKind.MPEG2, "video/MP2T", Mpeg2Indexer),
+        (StreamKind.MPEG2, "video/mp2p", Mpeg2Indexer),
         (StreamKind.AUDIO, "audio/basic", RawConsumer),
     ],
 )
