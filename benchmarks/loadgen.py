@@ -2,7 +2,8 @@
 
 Runs as its own process (``python benchmarks/loadgen.py``) so that its CPU is not the
 measured system's. Each client sends one HTTP GET, checks for a 200 multipart answer, learns
-the boundary from the Content-Type and then only counts bytes and boundary delimiters: every
+the boundary from the Content-Type (``video/mpeg``: the picture start code instead) and then
+only counts bytes and boundary delimiters (or pictures): every
 ``recv_into`` lands in one buffer shared by all connections (the event loop runs one callback
 at a time) and ``bytearray.count`` finds the delimiters in C, so a client costs little more
 than the kernel's copy. A delimiter split across two reads is found through a carry of at most
@@ -32,6 +33,7 @@ import uvloop
 SHARED = bytearray(1 << 18)  # every client's recv_into target (256 KiB)
 SHARED_VIEW = memoryview(SHARED)
 MAX_HEAD = 16384
+PICTURE_START = b"\x00\x00\x01\x00"
 OPEN_CONCURRENCY = 64  # connection attempts in flight while opening
 OPEN_TIMEOUT = 15.0
 
@@ -95,12 +97,17 @@ class Client(asyncio.BufferedProtocol):
             return None
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-type" and "boundary=" in value:
+            if name.strip().lower() != "content-type":
+                continue
+            if "boundary=" in value:
                 boundary = value.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
                 # RFC 2046 §5.1.1: each part is preceded by "--" + boundary.
                 self.delimiter = b"--" + boundary.removeprefix("--").encode("latin-1")
+            elif value.strip().lower().startswith("video/mpeg"):
+                # MPEG-2: count coded pictures by their start code (ISO/IEC 13818-2 §6.2.3).
+                self.delimiter = PICTURE_START
         if not self.delimiter:
-            self._fail(f"no multipart boundary in {lines[1:]!r}")
+            self._fail(f"no multipart boundary or video/mpeg in {lines[1:]!r}")
             return None
         return end + 4
 
