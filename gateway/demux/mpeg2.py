@@ -181,6 +181,7 @@ class Mpeg2Indexer:
 
     def receive_data(self, data: Buffer | memoryview) -> list[Event]:
         """Feed bytes read elsewhere: bytes are kept as they are, anything else copied once."""
+        self._check()
         if isinstance(data, bytes):
             return self._receive(data, 0, len(data)) if data else []
         view, events = memoryview(data).cast("B"), []

@@ -82,9 +82,7 @@ class ProgramStreamParser:
     def _parse_head(self) -> None:
         head = self._head
         if head[:3] != b"\x00\x00\x01" or head[3] < _END:
-            raise RemoteProtocolError(
-                f"program stream: no packet start code at byte {self._packet}"
-            )
+            raise RemoteProtocolError(f"program stream: no start code at byte {self._packet}")
         code = head[3]
         if code == _PACK:
             self._parse_pack()
