@@ -39,16 +39,43 @@ class CameraRuntime:
     sim: SimServer | None = None
     #: MJPEG fan-out to Axis clients (None when the camera's MJPEG stream is off).
     fanout: axis.CameraFanout | None = None
+    #: MPEG-2 fan-out and prebuffer (None when the camera's MPEG-2 stream is off).
+    mpeg2: axis.Mpeg2Source | None = None
+    #: Audio fan-out, decoder and level meter (None when the camera's audio is off).
+    audio: axis.AudioSource | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """Return the ``/api/cameras`` shape for this camera (credentials redacted)."""
+        streams = {kind.value: s.snapshot() for kind, s in self.streams.items()}
+        clients: list[dict[str, object]] = []
+        if self.fanout is not None:
+            clients += self.fanout.clients()
+        if self.mpeg2 is not None:
+            streams[StreamKind.MPEG2.value].update(self.mpeg2.stats())
+            clients += self.mpeg2.clients()
+        if self.audio is not None:
+            streams[StreamKind.AUDIO.value].update(self.audio.stats())
+            clients += self.audio.clients()
         return {
             "name": self.config.name,
             "index": self.config.index,
             "source": redact(self.config.source),
-            "streams": {kind.value: s.snapshot() for kind, s in self.streams.items()},
-            "clients": self.fanout.clients() if self.fanout is not None else [],
+            "streams": streams,
+            "clients": clients,
         }
+
+    async def aclose(self) -> None:
+        """Stop the ingest, then the fan-outs (their clients end), then the simulator."""
+        for stream in self.streams.values():
+            await stream.stop()
+        if self.fanout is not None:
+            await self.fanout.aclose()
+        if self.mpeg2 is not None:
+            self.mpeg2.close()
+        if self.audio is not None:
+            await self.audio.aclose()
+        if self.sim is not None:
+            await self.sim.stop()
 
 
 CONFIG = web.AppKey("config", GatewayConfig)
@@ -88,16 +115,15 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
                 runtime.streams[kind] = stream
                 if kind is StreamKind.MJPEG:
                     runtime.fanout = _fanout(app, camera, stream, loop)
+                elif kind is StreamKind.MPEG2:
+                    runtime.mpeg2 = _mpeg2(app, camera, stream)
+                else:
+                    runtime.audio = _audio(app, camera, stream, loop)
                 await stream.start()
         yield
     finally:
         for runtime in runtimes.values():
-            for stream in runtime.streams.values():
-                await stream.stop()
-            if runtime.fanout is not None:
-                await runtime.fanout.aclose()
-            if runtime.sim is not None:
-                await runtime.sim.stop()
+            await runtime.aclose()
 
 
 def _fanout(
@@ -118,6 +144,42 @@ def _fanout(
     stream.on_frame = fanout.on_frame
     app[axis.FANOUTS][camera.name] = fanout
     return fanout
+
+
+def _mpeg2(app: web.Application, camera: CameraConfig, stream: CameraStream) -> axis.Mpeg2Source:
+    """Feed the camera's MPEG-2 ingest into its ring (fan-out and prebuffer)."""
+    limits = app[CONFIG].limits
+    source = axis.Mpeg2Source(
+        camera,
+        max_clients=limits.max_clients_per_camera,
+        client_buffer_bytes=limits.client_buffer_bytes,
+        settings=app[axis.SETTINGS],
+    )
+    source.ingest = stream
+    stream.on_frame = source.on_frame
+    app[axis.MPEG2_SOURCES][camera.name] = source
+    return source
+
+
+def _audio(
+    app: web.Application,
+    camera: CameraConfig,
+    stream: CameraStream,
+    loop: asyncio.AbstractEventLoop,
+) -> axis.AudioSource:
+    """Feed the camera's audio ingest into its ring and its decoder."""
+    limits = app[CONFIG].limits
+    source = axis.AudioSource(
+        camera,
+        loop=loop,
+        max_clients=limits.max_clients_per_camera,
+        client_buffer_bytes=limits.client_buffer_bytes,
+        settings=app[axis.SETTINGS],
+    )
+    source.ingest = stream
+    stream.on_frame = source.on_frame
+    app[axis.AUDIO_SOURCES][camera.name] = source
+    return source
 
 
 def _check_basic(header: str, users: tuple[UserConfig, ...]) -> UserConfig | None:
@@ -198,6 +260,9 @@ def create_app(
     app[BUDGET] = EgressBudget.from_mbps(config.limits.max_egress_mbps)
     app[axis.SETTINGS] = axis_settings or axis.AxisSettings()
     app[axis.FANOUTS] = {}
+    app[axis.MPEG2_SOURCES] = {}
+    app[axis.AUDIO_SOURCES] = {}
+    app[axis.CAMERA_CONFIGS] = config.cameras
     app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)
     app.router.add_get("/healthz", healthz)

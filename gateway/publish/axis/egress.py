@@ -14,6 +14,7 @@ import array
 import asyncio
 import fcntl
 import os
+import socket
 import termios
 import time
 from collections import deque
@@ -25,6 +26,8 @@ from gateway.media import Payload
 
 #: In-flight frame marks kept per client (ints only; the oldest is the lag position).
 MAX_MARKS = 4096
+#: Buffers one ``writev`` may take (Linux ``IOV_MAX``; more fails with EINVAL).
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
 class ClientEgress:
@@ -95,6 +98,49 @@ class ClientEgress:
             return True
         self._transport.writelines(_rest(chunks, sent))
         return False
+
+    def write_stream(self, chunks: Sequence[Payload]) -> int:
+        """Write a byte stream's chunks in order, zero-copy; return the bytes left buffered.
+
+        For byte streams (MPEG-2, audio) whose lag the hub's ``Cursor`` tracks: no frame
+        marks. As much as the kernel takes goes straight in (``writev`` in batches of
+        ``IOV_MAX``); the rest goes to the transport.
+        """
+        total = 0
+        sent = 0
+        direct = self._fd >= 0 and not self._transport.get_write_buffer_size()
+        for start in range(0, len(chunks), IOV_MAX):
+            batch = chunks[start : start + IOV_MAX]
+            size = sum(len(c) for c in batch)
+            total += size
+            if not direct:
+                continue
+            try:
+                n = os.writev(self._fd, batch)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._transport.abort()
+                raise ConnectionResetError(f"client went away: {exc}") from exc
+            sent += n
+            direct = n == size
+        if sent < total:
+            self._transport.writelines(_rest(chunks, sent))
+        self.written += total
+        return total - sent
+
+    def limit_send_buffer(self, size: int) -> None:
+        """Set the kernel send buffer (``SO_SNDBUF``): bytes there cannot be recalled."""
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            except OSError:
+                pass  # not a TCP socket (tests); the default buffer stays
+
+    def queued(self) -> int:
+        """Return bytes written but not yet taken by the peer: transport plus SIOCOUTQ."""
+        return self.buffered() + self.kernel_queued()
 
     def can_send(self) -> bool:
         """Return True if ``send`` may write now: open, plain socket, nothing buffered."""

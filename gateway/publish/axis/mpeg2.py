@@ -1,0 +1,187 @@
+"""Axis-compatible MPEG-2 endpoints (VAPIX §5.3): live ``video.cgi`` and ``buffer.cgi``.
+
+One ``Mpeg2Source`` per camera with ``mpeg2 = true``: the ingest's pictures go into a
+hub ``Ring`` that is at once the fan-out and the prebuffer. A client gets the camera's
+bytes from a cut point on (sequence header before a GOP's first picture), so what it
+receives always decodes; when it falls behind it is cut forward to the newest cut point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+from aiohttp import web
+
+from gateway.config import CameraConfig
+from gateway.hub import Cursor, Ring, StreamFullError
+from gateway.media import NS_PER_SECOND, Frame, StreamKind
+from gateway.transcode import ParamError
+
+from .egress import ClientEgress
+from .fanout import AxisSettings
+from .handlers import SETTINGS, _MultipartResponse
+from .streaming import (
+    BUFFER_PARAMS,
+    MAXLAG_SEND_BUFFER,
+    VIDEO_PARAMS,
+    CursorPump,
+    Parser,
+    cursor_clients,
+    error,
+    find_config,
+    parse_stream_options,
+)
+
+if TYPE_CHECKING:
+    from gateway.ingest import CameraStream
+
+#: Bound on the bytes the prebuffer holds, whatever ``mpeg2_prebuffer_seconds`` says.
+PREBUFFER_MAX_BYTES = 64 * 2**20
+#: The response head of §5.3.2; one response per connection, the body ends with it.
+MPEG2_HEADERS = {"Content-Type": "video/mpeg", "Cache-Control": "no-cache", "Pragma": "no-cache"}
+VIDEO_PATH = "/axis-cgi/mpeg2/video.cgi"
+BUFFER_PATH = "/axis-cgi/mpeg2/buffer.cgi"
+
+
+class Mpeg2Source:
+    """One camera's MPEG-2 fan-out and prebuffer."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        *,
+        max_clients: int,
+        client_buffer_bytes: int,
+        settings: AxisSettings,
+        max_bytes: int = PREBUFFER_MAX_BYTES,
+    ) -> None:
+        """Create the ring: ``camera.mpeg2_prebuffer_seconds`` and ``max_bytes`` bound it."""
+        self.camera = camera
+        self.settings = settings
+        self.client_buffer_bytes = client_buffer_bytes
+        self.ring = Ring(
+            StreamKind.MPEG2,
+            name=camera.name,
+            seconds=camera.mpeg2_prebuffer_seconds,
+            max_bytes=max_bytes,
+            max_subscribers=max_clients,
+        )
+        #: The client sockets, for the API's queue figures.
+        self.egress: dict[Cursor, ClientEgress] = {}
+        self.ingest: CameraStream | None = None
+
+    def on_frame(self, frame: Frame) -> None:
+        """Take one picture from the ingest (its ``on_frame``)."""
+        self.ring.publish(frame)
+
+    def clients(self) -> list[dict[str, object]]:
+        """Return the ``/api`` client entries (kind ``mpeg2``)."""
+        return cursor_clients(self.ring, self.egress)
+
+    def stats(self) -> dict[str, object]:
+        """Return the prebuffer's figures for ``/api`` ``streams.mpeg2``."""
+        ring = self.ring
+        return {
+            "prebuffer_seconds": round(ring.held_ns / NS_PER_SECOND, 3),
+            "prebuffer_bytes": ring.bytes,
+            "prebuffer_frames": ring.next_seq - ring.first_seq,
+            "prebuffer_limit_seconds": self.camera.mpeg2_prebuffer_seconds,
+            "frames_published": ring.frames_published,
+            "evicted_frames": ring.evicted_frames,
+            "oversize_gops": ring.oversize_gops,
+            "clients": len(ring),
+        }
+
+    def close(self) -> None:
+        """End every client once it has what is pending."""
+        self.ring.close()
+
+
+#: Every camera's MPEG-2 source by camera name (cameras with ``mpeg2 = true``).
+MPEG2_SOURCES = web.AppKey("axis_mpeg2", dict[str, Mpeg2Source])
+
+
+def prebuffer_length(provided_ns: int) -> str:
+    """Return ``X-Prebuffer-Length``: seconds provided, rounded down to the millisecond."""
+    return repr((provided_ns // 1_000_000) / 1000)
+
+
+async def video(request: web.Request) -> web.StreamResponse:
+    """Stream the camera's MPEG-2 from the newest cut point (§5.3.1)."""
+    return await _stream(request, VIDEO_PARAMS, buffered=False)
+
+
+async def buffer(request: web.Request) -> web.StreamResponse:
+    """Stream the camera's MPEG-2 from ``prebuffer`` seconds in the past (§5.3.3)."""
+    return await _stream(request, BUFFER_PARAMS, buffered=True)
+
+
+async def _stream(
+    request: web.Request, table: Mapping[str, Parser], *, buffered: bool
+) -> web.StreamResponse:
+    camera = find_config(request)
+    source = request.app[MPEG2_SOURCES].get(camera.name)
+    if source is None:
+        return error(404, f"camera {camera.name} has no MPEG-2 stream")
+    try:
+        options = parse_stream_options(request.query, table)
+    except ParamError as exc:
+        return error(400, exc)
+    ring = source.ring
+    start: Literal["newest_cut"] | int = "newest_cut"
+    newest = ring.newest
+    if options.prebuffer and newest is not None:
+        # The held cut point nearest the time asked; the oldest one if asked for more.
+        near = ring.cut_near(newest.received_ns - options.prebuffer * NS_PER_SECOND)
+        if near is not None:
+            start = near
+    try:
+        cursor = ring.subscribe(
+            start,
+            maxlag_ns=options.maxlag_ns,
+            max_buffer_bytes=source.client_buffer_bytes,
+            kind="mpeg2",
+            remote=request.remote or "",
+        )
+    except StreamFullError as exc:
+        return error(503, f"camera {camera.name}: {exc}")
+    settings = request.app[SETTINGS]
+    with cursor:
+        try:
+            async with asyncio.timeout(settings.snapshot_wait):
+                ready = await cursor.wait()
+        except TimeoutError:
+            ready = False
+        if not ready:
+            return error(503, f"camera {camera.name} has sent no MPEG-2 picture to start at yet")
+        headers = dict(MPEG2_HEADERS)
+        if buffered:
+            headers["X-Prebuffer-Length"] = prebuffer_length(cursor.provided_ns)
+        response = _MultipartResponse(headers=headers)
+        response.force_close()
+        writer = await response.prepare(request)
+        transport = request.transport
+        if writer is None or transport is None or transport.is_closing():
+            return response
+        egress = ClientEgress(transport, writer)
+        if options.maxlag_ns is not None:
+            egress.limit_send_buffer(MAXLAG_SEND_BUFFER)
+        source.egress[cursor] = egress
+        try:
+            pump = CursorPump(
+                cursor, egress, deadline=settings.write_deadline, duration=options.duration
+            )
+            await pump.run()
+        except ConnectionError:
+            pass  # the client left: leaving the cursor is all there is to do
+        finally:
+            source.egress.pop(cursor, None)
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    """Add ``video.cgi`` and ``buffer.cgi`` (the app fills MPEG2_SOURCES)."""
+    app.router.add_get(VIDEO_PATH, video)
+    app.router.add_get(BUFFER_PATH, buffer)

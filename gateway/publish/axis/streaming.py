@@ -1,0 +1,214 @@
+"""The egress loop shared by byte-stream clients (MPEG-2, audio): a hub Cursor to a socket.
+
+Each client is one coroutine: wait for the ring, ``take`` whole frames (zero-copy, at
+most ``MAX_TAKE`` bytes), ``writev`` them straight into the kernel, and report what the
+peer has not taken yet (transport buffer plus SIOCOUTQ) to ``Cursor.check``, which makes
+the ``maxlag`` / ``client_buffer_bytes`` cuts (DESIGN §6). The publish path only
+resolves the ring's shared future: it never waits for a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.config import CameraConfig, find_camera
+from gateway.hub import Cursor, Ring
+from gateway.media import Payload
+
+from .egress import ClientEgress
+from .options import MAX_SECONDS, MIN_MAXLAG_MS
+from .options import _integer as integer  # the MJPEG parameters' parser and messages
+
+#: Parses one query value; raises ParamError with a one-line reason.
+Parser = Callable[[str], int]
+
+#: Every configured camera, so an endpoint can tell "no such camera" (404) from "this
+#: camera has no such stream" (404 with another reason). The app fills it.
+CAMERA_CONFIGS = web.AppKey("axis_cameras", tuple[CameraConfig, ...])
+
+#: Bytes handed to the socket per round: bounds what the gateway holds for one client.
+MAX_TAKE = 256 * 1024
+#: ``SO_SNDBUF`` for clients with ``maxlag``: bytes in the kernel cannot be recalled by
+#: a cut, so keep that queue short (Linux doubles the value asked).
+MAXLAG_SEND_BUFFER = 32 * 1024
+#: Seconds between checks of a client that holds unsent data (lag, cuts, deadline).
+POLL = 0.25
+
+#: Turns the payloads ``take`` returned into the chunks to write (audio adds part heads).
+Wrap = Callable[[list[Payload]], Sequence[Payload]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """What one MPEG-2 or audio client asked for, besides the camera."""
+
+    #: Seconds to stream (None: until the client leaves).
+    duration: int | None = None
+    #: Cut the client's backlog beyond this lag, in ns (None: ``client_buffer_bytes``).
+    maxlag_ns: int | None = None
+    #: Seconds of the past to start with (``buffer.cgi``; None: the newest cut point).
+    prebuffer: int | None = None
+
+
+#: Parameter -> parser, per endpoint (VAPIX §5.3.1, §5.3.3, §5.5.1). Other keys are
+#: ignored, as the MJPEG endpoint and the camera do; ``camera`` is the handler's.
+DURATION = integer("duration", 0, MAX_SECONDS)
+MAXLAG = integer("maxlag", 0, MAX_SECONDS * 1000)
+PREBUFFER = integer("prebuffer", 0, MAX_SECONDS)
+VIDEO_PARAMS: dict[str, Parser] = {"duration": DURATION, "maxlag": MAXLAG}
+BUFFER_PARAMS: dict[str, Parser] = {**VIDEO_PARAMS, "prebuffer": PREBUFFER}
+AUDIO_PARAMS: dict[str, Parser] = {"maxlag": MAXLAG}
+
+
+def parse_stream_options(query: Mapping[str, str], table: Mapping[str, Parser]) -> StreamOptions:
+    """Validate the parameters ``table`` knows; raise ParamError with a one-line reason."""
+    values = {key: parse(query[key]) for key, parse in table.items() if key in query}
+    maxlag = values.get("maxlag")
+    return StreamOptions(
+        duration=values.get("duration") or None,
+        # VAPIX §5.3.1: "Values lower than 500 will be interpreted as 500".
+        maxlag_ns=None if maxlag is None else max(maxlag, MIN_MAXLAG_MS) * 1_000_000,
+        prebuffer=values.get("prebuffer"),
+    )
+
+
+def find_config(request: web.Request) -> CameraConfig:
+    """Return the camera of ``camera=`` (name or 1-based index, default 1), or raise 404."""
+    key = request.query.get("camera") or "1"
+    cameras: tuple[CameraConfig, ...] = request.app[CAMERA_CONFIGS]
+    camera = find_camera(cameras, key)
+    if camera is None:
+        raise web.HTTPNotFound(text=f"Error: no camera {key[:40]!r}\n", content_type="text/plain")
+    return camera
+
+
+def cursor_clients(ring: Ring, egress: Mapping[Cursor, ClientEgress]) -> list[dict[str, object]]:
+    """Return the ``/api`` client entries of ``ring``, with each socket's queues."""
+    entries = ring.snapshot()
+    for cursor, entry in zip(ring, entries, strict=True):
+        out = egress.get(cursor)
+        if out is not None:
+            entry["buffered_bytes"] = out.buffered()
+            entry["kernel_queued_bytes"] = out.kernel_queued()
+    return entries
+
+
+def error(status: int, reason: object) -> web.Response:
+    """Return an Axis-style error: ``text/plain`` ``Error: <reason>``."""
+    return web.Response(status=status, text=f"Error: {reason}\n", content_type="text/plain")
+
+
+class CursorPump:
+    """Writes one cursor's byte stream to one client until it, the ring or ``duration`` ends."""
+
+    __slots__ = (
+        "_acked",
+        "_clock",
+        "_deadline_ns",
+        "_payload",
+        "_progress_ns",
+        "cursor",
+        "egress",
+        "end",
+        "wrap",
+    )
+
+    def __init__(
+        self,
+        cursor: Cursor,
+        egress: ClientEgress,
+        *,
+        deadline: float,
+        duration: float | None = None,
+        wrap: Wrap | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        """Drive ``cursor`` into ``egress``; a peer taking nothing for ``deadline`` s is closed."""
+        self.cursor = cursor
+        self.egress = egress
+        self.wrap = wrap
+        self._clock = clock
+        self._deadline_ns = int(deadline * 1e9)
+        loop = asyncio.get_running_loop()
+        #: Loop time at which ``duration`` ends (None: never).
+        self.end = None if duration is None else loop.time() + duration
+        #: Payload bytes written (the rest of ``egress.written`` is part heads).
+        self._payload = 0
+        self._acked = 0
+        self._progress_ns = clock()
+
+    async def run(self) -> bool:
+        """Stream until the end; True when ``duration`` ended it, False for the peer or ring."""
+        cursor, egress = self.cursor, self.egress
+        loop = asyncio.get_running_loop()
+        while True:
+            if egress.closing:
+                return False
+            if egress.buffered() and not await self._drain(loop):
+                return not egress.closing and self._ended(loop)
+            timeout = None if self.end is None else self.end - loop.time()
+            if timeout is not None and timeout <= 0:
+                return True
+            if egress.kernel_queued():
+                # Wake up now and then to notice a peer that stopped reading.
+                timeout = POLL if timeout is None else min(timeout, POLL)
+            try:
+                async with asyncio.timeout(timeout):
+                    more = await cursor.wait()
+            except TimeoutError:
+                if not self._check():
+                    return False
+                continue
+            if not more:
+                return False
+            if not self._check() or egress.closing:
+                return False
+            payloads = cursor.take(MAX_TAKE)
+            if not payloads:
+                continue
+            self._payload += sum(len(p) for p in payloads)
+            egress.write_stream(payloads if self.wrap is None else self.wrap(payloads))
+            if not self._check():
+                return False
+
+    def _ended(self, loop: asyncio.AbstractEventLoop) -> bool:
+        return self.end is not None and loop.time() >= self.end
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Wait until the transport holds nothing; False if the peer or ``duration`` ended."""
+        egress = self.egress
+        while egress.buffered():
+            if egress.closing or self._ended(loop):
+                return False
+            within = POLL if self.end is None else min(POLL, self.end - loop.time())
+            await egress.drained(within)
+            if not self._check():
+                return False
+        return not egress.closing
+
+    def _check(self) -> bool:
+        """Report the peer's backlog to the cursor (lag, cuts); False once it is closed.
+
+        A peer that took nothing for the write deadline while data waited is closed.
+        """
+        egress = self.egress
+        queued = egress.queued()
+        now = self._clock()
+        acked = egress.written - queued
+        if not queued or acked > self._acked:
+            self._acked = acked
+            self._progress_ns = now
+        elif now - self._progress_ns > self._deadline_ns:
+            egress.close()
+            return False
+        written = egress.written
+        if queued and written > self._payload:
+            # The cursor counts payload bytes only: leave out the part heads' share.
+            queued = queued * self._payload // written
+        self.cursor.check(queued, now)
+        return True
