@@ -19,9 +19,10 @@ A unit whose picture is the I-picture beginning a GOP is a cut point (DESIGN §6
 ``broken_link`` (§6.3.8), so a client starting there decodes every picture it is sent
 once it skips the ``leading`` B-pictures.
 
-Zero copy: socket reads land in large blocks (``get_buffer``) that are never
-rewritten; a unit inside one block is a read-only view of it, and a unit that spans
-blocks or reads is joined once (``bytes_copied``).
+Zero copy: socket reads land in large blocks (``get_buffer``, ``mpeg2_blocks``) that are
+never rewritten; a unit inside one block is a read-only view of it, and a unit that spans
+blocks or reads is joined once (``bytes_copied``). The container is recognised by
+``mpeg2_sync``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.demux.mpeg2_blocks import BlockInput
 from gateway.demux.mpeg2_join import JoinParts, build_join
 from gateway.demux.mpeg2_packets import ProgramStreamParser, TransportStreamParser
 from gateway.demux.mpeg2_scan import (
@@ -41,6 +43,7 @@ from gateway.demux.mpeg2_scan import (
     StartCodeScanner,
     Where,
 )
+from gateway.demux.mpeg2_sync import ContainerDetector, ContainerFormat
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.media import CutPoint, Payload
 
@@ -55,15 +58,6 @@ __all__ = [
 ]
 
 _UNIT_STARTS = (SEQUENCE_HEADER, GROUP, PICTURE)
-_TS_CHECK = 5  # sync bytes that must line up before a transport stream is recognised
-
-
-class ContainerFormat(enum.Enum):
-    """How the MPEG-2 video is carried."""
-
-    ES = "es"
-    PS = "ps"
-    TS = "ts"
 
 
 class PictureType(enum.IntEnum):
@@ -131,17 +125,11 @@ class Mpeg2Indexer:
     ) -> None:
         if max_unit_size < 1 or max_junk < 0 or block_size < 4096:
             raise LocalProtocolError("max_unit_size >= 1, max_junk >= 0, block_size >= 4096")
-        self._max_unit, self._max_junk, self._block_size = max_unit_size, max_junk, block_size
+        self._max_unit = max_unit_size
         #: The container, once recognised.
         self.format: ContainerFormat | None = None
-        self._block = bytearray(block_size)
-        self._pos = 0  # free space in the block starts here
-        self._offered = 0
-        self._pieces: list[_Piece] = []  # the input bytes kept, in order
-        self._head = 0  # pieces before this index are released
-        self._received_end = 0
-        self._detect: bytearray | None = bytearray()
-        self._detect_pos = 0
+        self._input = BlockInput(block_size=block_size)
+        self._detect: ContainerDetector | None = ContainerDetector(max_junk=max_junk)
         self._scanner = StartCodeScanner(self._on_code)
         self._ps: ProgramStreamParser | None = None
         self._ts: TransportStreamParser | None = None
@@ -154,30 +142,29 @@ class Mpeg2Indexer:
         self._gop: tuple[bool, bool, int] | None = None  # GOP header awaiting its picture
         #: Units delivered, cut points among them, units dropped, pictures merged.
         self.units = self.cuts = self.units_dropped = self.units_merged = 0
-        #: Bytes received; payload bytes copied (joins of units that span reads).
-        self.bytes_received = self.bytes_copied = 0
         #: Bytes of the join copies made for cut points.
         self.join_bytes = 0
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes received."""
+        return self._input.end
+
+    @property
+    def bytes_copied(self) -> int:
+        """Payload bytes copied (joins of units that span reads, copied-in reads)."""
+        return self._input.bytes_copied
 
     # -- public API -------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
         """Return a writable buffer (len >= 1) for the next read; call buffer_updated after."""
-        if len(self._block) - self._pos < 4096:
-            self._block = bytearray(self._block_size)
-            self._pos = 0
-        room = len(self._block) - self._pos
-        self._offered = room if sizehint <= 0 else max(1, min(room, sizehint))
-        return memoryview(self._block)[self._pos : self._pos + self._offered]
+        return self._input.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> list[Event]:
         """Account for nbytes written into the buffer returned by get_buffer."""
-        if not 0 <= nbytes <= self._offered:
-            raise LocalProtocolError(f"buffer_updated({nbytes}) outside 0..{self._offered}")
-        start = self._pos
-        self._pos += nbytes
-        self._offered = 0
-        return self._receive(self._block, start, self._pos) if nbytes else []
+        block, start, end = self._input.buffer_updated(nbytes)
+        return self._receive(block, start, end) if nbytes else []
 
     def receive_data(self, data: Buffer | memoryview) -> list[Event]:
         """Feed bytes read elsewhere: bytes are kept as they are, anything else copied once."""
@@ -190,7 +177,7 @@ class Mpeg2Indexer:
             buf = self.get_buffer(len(view) - done)
             n = len(buf)
             buf[:] = view[done : done + n]
-            self.bytes_copied += n
+            self._input.bytes_copied += n
             events += self.buffer_updated(n)
             done += n
         return events
@@ -225,16 +212,11 @@ class Mpeg2Indexer:
         return self._guard(self._take_in, buf, start, end)
 
     def _take_in(self, buf: Buffer, start: int, end: int) -> None:
-        at = self._received_end
-        self.bytes_received += end - start
-        self._received_end += end - start
-        last = self._pieces[-1] if len(self._pieces) > self._head else None
-        if last is not None and last.buf is buf and last.end == start:
-            last.end = end
-        else:
-            self._pieces.append(_Piece(buf, start, end, at))
+        at = self._input.append(buf, start, end)
         if self._detect is not None:
-            self._detect_more(buf, start, end)
+            found = self._detect.feed(buf, start, end)
+            if found is not None:
+                self._start(*found)
         else:
             self._parse(buf, start, end, at)
             self._bound()
@@ -249,42 +231,6 @@ class Mpeg2Indexer:
 
     # -- detection --------------------------------------------------------------------
 
-    def _detect_more(self, buf: Buffer, start: int, end: int) -> None:
-        window = self._detect
-        assert window is not None
-        room = self._max_junk + 188 * _TS_CHECK - len(window)
-        window += buf[start : start + max(0, min(room, end - start))]
-        found = self._find_start(window, eof=False)
-        if found is not None:
-            self._start(*found)
-
-    def _find_start(self, d: bytearray, *, eof: bool) -> tuple[int, ContainerFormat] | None:
-        """Return (offset, format) of the stream start, or None while undecided."""
-        p = self._detect_pos
-        while True:
-            hits = [x for x in (d.find(b"\x00\x00\x01", p), d.find(b"\x47", p)) if x >= 0]
-            p = min(hits) if hits else max(p, len(d) - 3)
-            if p > self._max_junk:
-                raise RemoteProtocolError(
-                    f"no MPEG-2 sequence header, pack header or TS sync in {self._max_junk} bytes"
-                )
-            self._detect_pos = p
-            if not hits:
-                return None
-            if d[p] == 0x47:
-                checks = [p + 188 * k for k in range(1, _TS_CHECK)]
-                if all(d[c] == 0x47 for c in checks if c < len(d)):
-                    if checks[-1] < len(d) or (eof and checks[0] <= len(d)):
-                        return p, ContainerFormat.TS
-                    if not eof:
-                        return None
-            elif p + 4 > len(d):
-                if not eof:
-                    return None
-            elif d[p + 3] in (0xB3, 0xBA):
-                return p, ContainerFormat.ES if d[p + 3] == 0xB3 else ContainerFormat.PS
-            p += 1
-
     def _start(self, offset: int, fmt: ContainerFormat) -> None:
         self._detect = None
         self.format = fmt
@@ -293,10 +239,10 @@ class Mpeg2Indexer:
         elif fmt is ContainerFormat.TS:
             self._ts = TransportStreamParser(self._scanner, offset)
         self._events.append(FormatDetected(fmt, offset))
-        self._release(offset)
+        self._input.release(offset)
         self._unit = _Unit(offset)
-        for piece in list(self._pieces[self._head :]):
-            self._parse(piece.buf, piece.start, piece.end, piece.at)
+        for piece in self._input.pieces():
+            self._parse(*piece)
         self._bound()
 
     # -- units ------------------------------------------------------------------------
@@ -357,7 +303,7 @@ class Mpeg2Indexer:
 
     def _emit(self, end: int) -> None:
         unit = self._unit
-        payload = self._take(unit.start, end)
+        payload = self._input.take(unit.start, end)
         cut = None
         if unit.gop is not None and unit.parts is not None:
             closed, broken, flag_at = unit.gop
@@ -378,14 +324,14 @@ class Mpeg2Indexer:
         assert self._dropping is not None
         self._events.append(UnitDropped("unit longer than max_unit_size", end - self._dropping))
         self.units_dropped += 1
-        self._release(end)
+        self._input.release(end)
         self._dropping = None
         self._unit = _Unit(end)
 
     def _bound(self) -> None:
         """Enforce max_unit_size on the unit being read; while dropping, let bytes go."""
         floor = self._scanner.floor()
-        floor = self._received_end if floor is None else floor
+        floor = self._input.end if floor is None else floor
         if self._dropping is None and floor - self._unit.start > self._max_unit:
             self._drop_begin()
         if self._dropping is not None:
@@ -395,65 +341,22 @@ class Mpeg2Indexer:
                 keep = parser.gap_start
                 bpos = self._scanner.floor_bpos()
                 keep = keep if bpos is None else min(keep, bpos)
-            self._release(max(keep, self._dropping))
+            self._input.release(max(keep, self._dropping))
 
     def _finish(self) -> None:
         if self._detect is not None:
-            found = self._find_start(self._detect, eof=True) if self._detect else None
+            found = self._detect.finish()
             if found is None:
                 if self.bytes_received:
                     raise RemoteProtocolError("the body is not an MPEG-2 ES, PS or TS stream")
                 return
             self._start(*found)
         self._bound()
-        end = self._received_end
+        end = self._input.end
         if self._dropping is not None:
             self._drop_end(end)
         elif end > self._unit.start:
             self._emit(end)
-
-    # -- buffers ----------------------------------------------------------------------
-
-    def _take(self, start: int, end: int) -> Payload:
-        """Return input bytes [start, end) (a view when they are in one buffer)."""
-        views: list[memoryview] = []
-        i, want = self._head, start
-        while want < end:
-            piece = self._pieces[i]
-            off = piece.start + want - piece.at
-            n = min(piece.end - off, end - want)
-            views.append(memoryview(piece.buf)[off : off + n])
-            want += n
-            i += 1
-        self._release(end)
-        if len(views) == 1:
-            return views[0].toreadonly()
-        self.bytes_copied += end - start
-        return b"".join(views)
-
-    def _release(self, upto: int) -> None:
-        """Forget input bytes before offset upto."""
-        pieces = self._pieces
-        while self._head < len(pieces):
-            piece = pieces[self._head]
-            if piece.at + piece.end - piece.start > upto:
-                if piece.at < upto:
-                    piece.start += upto - piece.at
-                    piece.at = upto
-                break
-            self._head += 1
-        if self._head > 32 and self._head * 2 > len(pieces):
-            del pieces[: self._head]
-            self._head = 0
-
-
-class _Piece:
-    """Input bytes buf[start:end], the first of them at input offset at."""
-
-    __slots__ = ("at", "buf", "end", "start")
-
-    def __init__(self, buf: Buffer, start: int, end: int, at: int) -> None:
-        self.buf, self.start, self.end, self.at = buf, start, end, at
 
 
 class _Unit:
