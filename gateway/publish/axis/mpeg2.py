@@ -158,7 +158,9 @@ async def _stream(
             return error(503, f"camera {camera.name} has sent no MPEG-2 picture to start at yet")
         headers = dict(MPEG2_HEADERS)
         if buffered:
-            headers["X-Prebuffer-Length"] = prebuffer_length(cursor.provided_ns)
+            # prebuffer=0 is the live start of video.cgi (the newest cut point): 0.0.
+            provided = cursor.provided_ns if options.prebuffer else 0
+            headers["X-Prebuffer-Length"] = prebuffer_length(provided)
         response = _MultipartResponse(headers=headers)
         response.force_close()
         writer = await response.prepare(request)

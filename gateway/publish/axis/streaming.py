@@ -36,6 +36,9 @@ MAX_TAKE = 256 * 1024
 #: ``SO_SNDBUF`` for clients with ``maxlag``: bytes in the kernel cannot be recalled by
 #: a cut, so keep that queue short (Linux doubles the value asked).
 MAXLAG_SEND_BUFFER = 32 * 1024
+#: Bytes per round for clients with ``maxlag``: what the transport may hold beyond the
+#: kernel queue cannot be recalled either.
+MAXLAG_TAKE = 2 * MAXLAG_SEND_BUFFER
 #: Seconds between checks of a client that holds unsent data (lag, cuts, deadline).
 POLL = 0.25
 
@@ -112,6 +115,7 @@ class CursorPump:
         "_deadline_ns",
         "_payload",
         "_progress_ns",
+        "_take",
         "cursor",
         "egress",
         "end",
@@ -141,6 +145,7 @@ class CursorPump:
         self._payload = 0
         self._acked = 0
         self._progress_ns = clock()
+        self._take = MAX_TAKE if cursor.maxlag_ns is None else MAXLAG_TAKE
 
     async def run(self) -> bool:
         """Stream until the end; True when ``duration`` ended it, False for the peer or ring."""
@@ -168,7 +173,7 @@ class CursorPump:
                 return False
             if not self._check() or egress.closing:
                 return False
-            payloads = cursor.take(MAX_TAKE)
+            payloads = cursor.take(self._take)
             if not payloads:
                 continue
             self._payload += sum(len(p) for p in payloads)
