@@ -54,6 +54,15 @@ async def test_page_shows_demo_live_with_moving_mjpeg(
     assert "fps" in fps_text
     assert float(fps_text.split()[0]) > 20
     assert "1 camera, 1 live" in await page.locator("#summary").inner_text()
+    # MPEG-2 shows its prebuffer and audio its decoded level once they have filled.
+    mpeg2 = card.locator('dd[data-stream="mpeg2"]', has_text="prebuffer")
+    await mpeg2.wait_for(timeout=15_000)
+    audio = card.locator('dd[data-stream="audio"]', has_text="dBFS")
+    await audio.wait_for(timeout=15_000)
+    level = float((await audio.inner_text()).split("level ")[1].split()[0])
+    assert -20 < level < -5  # the simulator's tone at 0.4 of full scale: about -11 dBFS
+    links = await card.locator(".links a").all_inner_texts()
+    assert links == ["snapshot", "MPEG-2", "audio", "state"]
     # The picture moves: two canvas grabs of the <img> a moment apart differ.
     grab = (
         "() => { const i = document.querySelector('article.camera img');"

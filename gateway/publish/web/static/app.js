@@ -8,8 +8,13 @@ const cards = new Map();
 function streamLine(kind, s) {
   const unit = kind === "audio" ? "parts/s" : "fps";
   const fps = s.state === "live" ? `${s.fps_in.toFixed(1)} ${unit}` : s.state;
-  const extra = [s.resolution, s.codec].filter(Boolean).join(", ");
-  return [kind, extra ? `${fps} · ${extra}` : fps];
+  const extra = [s.resolution, s.codec];
+  if (typeof s.prebuffer_seconds === "number") {
+    extra.push(`${s.prebuffer_seconds.toFixed(1)} s prebuffer`);
+  }
+  if (typeof s.level_dbfs === "number") extra.push(`level ${s.level_dbfs.toFixed(1)} dBFS`);
+  const text = extra.filter(Boolean).join(", ");
+  return [kind, text ? `${fps} · ${text}` : fps];
 }
 
 function cardFor(camera) {
@@ -23,8 +28,11 @@ function cardFor(camera) {
   img.alt = `live view of ${camera.name}`;
   if (camera.streams.mjpeg) img.src = `/axis-cgi/mjpg/video.cgi?camera=${name}`;
   const links = card.querySelector(".links");
-  for (const [label, href] of [["snapshot", `/axis-cgi/jpg/image.cgi?camera=${name}`],
-                               ["state", `/api/cameras/${name}`]]) {
+  const endpoints = [["snapshot", `/axis-cgi/jpg/image.cgi?camera=${name}`]];
+  if (camera.streams.mpeg2) endpoints.push(["MPEG-2", `/axis-cgi/mpeg2/video.cgi?camera=${name}`]);
+  if (camera.streams.audio) endpoints.push(["audio", `/axis-cgi/audio/receive.cgi?camera=${name}`]);
+  endpoints.push(["state", `/api/cameras/${name}`]);
+  for (const [label, href] of endpoints) {
     const a = document.createElement("a");
     a.href = href;
     a.textContent = label;
