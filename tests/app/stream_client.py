@@ -57,6 +57,34 @@ async def open_stream(
     return reader, writer, client
 
 
+async def open_raw(
+    port: int, target: str, *, rcvbuf: int = 4096
+) -> tuple[socket.socket, ByteClient]:
+    """Send the request on a plain socket with a small SO_RCVBUF; read the head.
+
+    Nothing reads ahead (an asyncio StreamReader would pull up to twice its limit from
+    the kernel on its own): what the test does not ``sock_recv`` stays in the network.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = await loop.sock_recv(sock, 1024)
+        assert more, "connection closed before the response head"
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    client = ByteClient(status=int(lines[0].split()[1]), body=bytearray(rest))
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        client.head[name.strip().lower()] = value.strip()
+    return sock, client
+
+
 async def read_body(
     reader: asyncio.StreamReader, client: ByteClient, *, seconds: float, limit: int = 2**30
 ) -> None:

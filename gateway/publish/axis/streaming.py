@@ -35,12 +35,14 @@ CAMERA_CONFIGS = web.AppKey("axis_cameras", tuple[CameraConfig, ...])
 MAX_TAKE = 256 * 1024
 #: ``SO_SNDBUF`` for clients with ``maxlag``: bytes in the kernel cannot be recalled by
 #: a cut, so keep that queue short (Linux doubles the value asked).
-MAXLAG_SEND_BUFFER = 32 * 1024
+MAXLAG_SEND_BUFFER = 8 * 1024
 #: Bytes per round for clients with ``maxlag``: what the transport may hold beyond the
 #: kernel queue cannot be recalled either.
-MAXLAG_TAKE = 2 * MAXLAG_SEND_BUFFER
+MAXLAG_TAKE = MAXLAG_SEND_BUFFER
 #: Seconds between checks of a client that holds unsent data (lag, cuts, deadline).
 POLL = 0.25
+#: Seconds between checks of a client held back for being too far behind.
+HOLD = 0.04
 
 #: Turns the payloads ``take`` returned into the chunks to write (audio adds part heads).
 Wrap = Callable[[list[Payload]], Sequence[Payload]]
@@ -115,6 +117,7 @@ class CursorPump:
         "_deadline_ns",
         "_payload",
         "_progress_ns",
+        "_queued",
         "_take",
         "cursor",
         "egress",
@@ -145,6 +148,8 @@ class CursorPump:
         self._payload = 0
         self._acked = 0
         self._progress_ns = clock()
+        #: Payload bytes the peer had not taken at the last check.
+        self._queued = 0
         self._take = MAX_TAKE if cursor.maxlag_ns is None else MAXLAG_TAKE
 
     async def run(self) -> bool:
@@ -159,6 +164,13 @@ class CursorPump:
             timeout = None if self.end is None else self.end - loop.time()
             if timeout is not None and timeout <= 0:
                 return True
+            if self._over():
+                # Bytes already sent cannot be recalled: send nothing more until the peer
+                # took them, so the cursor falls behind and ``check`` cuts it forward.
+                await asyncio.sleep(HOLD if timeout is None else min(HOLD, timeout))
+                if not self._check():
+                    return False
+                continue
             if egress.kernel_queued():
                 # Wake up now and then to notice a peer that stopped reading.
                 timeout = POLL if timeout is None else min(timeout, POLL)
@@ -215,5 +227,15 @@ class CursorPump:
         if queued and written > self._payload:
             # The cursor counts payload bytes only: leave out the part heads' share.
             queued = queued * self._payload // written
+        self._queued = queued
         self.cursor.check(queued, now)
         return True
+
+    def _over(self) -> bool:
+        """Return True if what the peer has not taken yet is over its bound."""
+        if not self._queued:
+            return False
+        cursor = self.cursor
+        if cursor.maxlag_ns is not None:
+            return cursor.lag_ns > cursor.maxlag_ns
+        return self._queued > cursor.max_buffer_bytes
