@@ -14,6 +14,11 @@ start of the next, the tail of the earlier picture goes with the later unit: dec
 skip bytes before a start code, and the concatenation is unchanged. Two pictures that
 start in the same packet share one unit (``units_merged``).
 
+When a program or transport stream loses sync (a packet header that is not one), the
+unit being read is dropped (``UnitDropped``, reason LOST_SYNC) along with everything up
+to the first unit that starts after packets line up again; later units and cut points
+are unaffected. The search for sync is bounded by max_resync.
+
 A unit whose picture is the I-picture beginning a GOP is a cut point (DESIGN §6):
 ``CutPoint.join`` prepends what the camera did not repeat and marks open GOPs
 ``broken_link`` (§6.3.8), so a client starting there decodes every picture it is sent
@@ -43,7 +48,7 @@ from gateway.demux.mpeg2_scan import (
     StartCodeScanner,
     Where,
 )
-from gateway.demux.mpeg2_sync import ContainerDetector, ContainerFormat
+from gateway.demux.mpeg2_sync import ContainerDetector, ContainerFormat, FormatDetected
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.media import CutPoint, Payload
 
@@ -58,6 +63,9 @@ __all__ = [
 ]
 
 _UNIT_STARTS = (SEQUENCE_HEADER, GROUP, PICTURE)
+#: UnitDropped reasons.
+TOO_LONG = "unit longer than max_unit_size"
+LOST_SYNC = "lost container sync"
 
 
 class PictureType(enum.IntEnum):
@@ -66,16 +74,6 @@ class PictureType(enum.IntEnum):
     I = 1  # noqa: E741 - the standard's name
     P = 2
     B = 3
-
-
-@dataclass(frozen=True, slots=True)
-class FormatDetected:
-    """The container was recognised; units follow."""
-
-    #: The container format.
-    format: ContainerFormat
-    #: Junk bytes skipped before it.
-    skipped: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +94,9 @@ class UnitIndexed:
 
 @dataclass(frozen=True, slots=True)
 class UnitDropped:
-    """Bytes that were not delivered: an over-long unit and what followed it."""
+    """Bytes that were not delivered: a unit too long or cut by lost sync, and what followed."""
 
-    #: Why they were dropped.
+    #: Why they were dropped: TOO_LONG or LOST_SYNC.
     reason: str
     #: How many bytes.
     size: int
@@ -112,8 +110,9 @@ class Mpeg2Indexer:
 
     max_unit_size bounds one unit (an over-long unit is dropped, and so is everything up
     to the next sequence header); max_junk bounds the bytes skipped before the stream
-    starts; block_size is the size of the blocks reads land in. Memory held is at most
-    max_unit_size plus two blocks and 64 KiB of non-video packets.
+    starts; max_resync bounds the bytes searched for PS/TS sync after it is lost;
+    block_size is the size of the blocks reads land in. Memory held is at most
+    max_unit_size plus two blocks, 64 KiB of non-video packets and 400 bytes of search.
     """
 
     def __init__(
@@ -121,11 +120,14 @@ class Mpeg2Indexer:
         *,
         max_unit_size: int = 4 * 2**20,
         max_junk: int = 65536,
+        max_resync: int = 2**20,
         block_size: int = 512 * 1024,
     ) -> None:
-        if max_unit_size < 1 or max_junk < 0 or block_size < 4096:
-            raise LocalProtocolError("max_unit_size >= 1, max_junk >= 0, block_size >= 4096")
-        self._max_unit = max_unit_size
+        if min(max_unit_size - 1, max_junk, max_resync, block_size - 4096) < 0:
+            raise LocalProtocolError(
+                "max_unit_size >= 1, max_junk >= 0, max_resync >= 0, block_size >= 4096"
+            )
+        self._max_unit, self._max_resync = max_unit_size, max_resync
         #: The container, once recognised.
         self.format: ContainerFormat | None = None
         self._input = BlockInput(block_size=block_size)
@@ -138,6 +140,7 @@ class Mpeg2Indexer:
         self._eof = False
         self._unit = _Unit(0)
         self._dropping: int | None = None  # start of the bytes being dropped
+        self._drop_reason = TOO_LONG
         self._lead_tr: int | None = None  # the open GOP's I-picture temporal_reference
         self._gop: tuple[bool, bool, int] | None = None  # GOP header awaiting its picture
         #: Units delivered, cut points among them, units dropped, pictures merged.
@@ -235,9 +238,13 @@ class Mpeg2Indexer:
         self._detect = None
         self.format = fmt
         if fmt is ContainerFormat.PS:
-            self._ps = ProgramStreamParser(self._scanner, offset)
+            self._ps = ProgramStreamParser(
+                self._scanner, offset, self._lost_sync, max_resync=self._max_resync
+            )
         elif fmt is ContainerFormat.TS:
-            self._ts = TransportStreamParser(self._scanner, offset)
+            self._ts = TransportStreamParser(
+                self._scanner, offset, self._lost_sync, max_resync=self._max_resync
+            )
         self._events.append(FormatDetected(fmt, offset))
         self._input.release(offset)
         self._unit = _Unit(offset)
@@ -254,7 +261,10 @@ class Mpeg2Indexer:
         unit = self._unit
         bound = sc.at if sc.where is None else sc.where.bpos
         if self._dropping is not None:
-            if code != SEQUENCE_HEADER or bound <= self._dropping:
+            # After lost sync any unit may follow; an over-long unit's GOP is dropped whole.
+            if bound <= self._dropping or (
+                code != SEQUENCE_HEADER and self._drop_reason == TOO_LONG
+            ):
                 return
             self._drop_end(bound)
             unit = self._unit
@@ -317,12 +327,19 @@ class Mpeg2Indexer:
         self._events.append(UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading))
 
     def _drop_begin(self) -> None:
-        self._dropping = self._unit.start
+        self._dropping, self._drop_reason = self._unit.start, TOO_LONG
         self._lead_tr = self._gop = None
+
+    def _lost_sync(self, at: int) -> None:
+        """The container parser lost sync at offset at: drop the unit being read."""
+        if self._dropping is None:
+            # The GOP header may be gone; the open GOP's leading pictures stay leading.
+            self._dropping, self._drop_reason = self._unit.start, LOST_SYNC
+            self._gop = None
 
     def _drop_end(self, end: int) -> None:
         assert self._dropping is not None
-        self._events.append(UnitDropped("unit longer than max_unit_size", end - self._dropping))
+        self._events.append(UnitDropped(self._drop_reason, end - self._dropping))
         self.units_dropped += 1
         self._input.release(end)
         self._dropping = None

@@ -5,11 +5,17 @@ Both hand the payload of the video PES packets to a ``StartCodeScanner`` in plac
 and the earliest offset a unit beginning in that packet may start at. Headers that
 straddle reads are assembled in a small scratch buffer; that copy is parsing state,
 never payload (units are cut from the caller's buffers).
+
+A malformed packet header means lost sync: the parser reports it, searches for the
+next packet (``mpeg2_sync.SyncSearch``) and carries on from there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.demux.mpeg2_scan import Buffer, StartCodeScanner, Where
+from gateway.demux.mpeg2_sync import PACK, ResyncingParser
 from gateway.errors import RemoteProtocolError
 
 #: Non-video packets tolerated in front of a unit (program stream map, padding, audio,
@@ -20,31 +26,36 @@ TS_PACKET = 188
 VIDEO_STREAM_TYPES = frozenset({0x01, 0x02})
 #: Video stream_id values of PES packets (ISO/IEC 13818-1 Table 2-22).
 VIDEO_IDS = range(0xE0, 0xF0)
-_PACK, _END, _SYSTEM = 0xBA, 0xB9, 0xBB
+_END = 0xB9
 
 
-class ProgramStreamParser:
+class ProgramStreamParser(ResyncingParser):
     """Walk packs and PES packets (ISO/IEC 13818-1 §2.5.3; MPEG-1 system packs too)."""
 
-    def __init__(self, scanner: StartCodeScanner, start: int) -> None:
-        self._scanner = scanner
+    def __init__(
+        self,
+        scanner: StartCodeScanner,
+        start: int,
+        on_lost: Callable[[int], None],
+        *,
+        max_resync: int,
+    ) -> None:
+        super().__init__(scanner, start, on_lost, max_resync=max_resync)
         self._head = bytearray()  # the packet header being assembled
         self._want = 4  # header bytes needed before the next decision
         self._payload = 0  # video payload bytes left in the current PES packet
         self._skip = 0  # bytes left of a packet we do not look into
         self._packet = start  # offset of the current packet
         self._where = Where(start, start)
-        #: End of the last video PES packet (where a following unit may start).
-        self.gap_start = start
         self._pack_in_gap = False
+        self._ids = {PACK}  # start code values seen: where parsing may resume after lost sync
         #: The last pack header, for joins; and whether it was MPEG-1 (ISO/IEC 11172-1).
         self.last_pack: bytes | None = None
         self.mpeg1 = False
         #: The video stream_id followed (the first one seen).
         self.video_id: int | None = None
 
-    def feed(self, buf: Buffer, start: int, end: int, at: int) -> None:
-        """Parse buf[start:end], whose first byte is at input offset ``at``."""
+    def _walk(self, buf: Buffer, start: int, end: int, at: int) -> int:
         i = start
         while i < end:
             if self._payload:
@@ -65,7 +76,17 @@ class ProgramStreamParser:
                 self._head += buf[i : i + n]
                 i += n
                 if len(self._head) == self._want:
-                    self._parse_head()
+                    try:
+                        self._parse_head()
+                    except RemoteProtocolError:
+                        self._lost()
+                        return i
+        return i
+
+    def _lost(self) -> None:
+        head, self._head = bytes(self._head), bytearray()
+        self._want, self._payload, self._skip, self._pack_in_gap = 4, 0, 0, False
+        self._lose(self._packet, head[1:], frozenset(self._ids))
 
     def _video_done(self, end: int) -> None:
         self.gap_start, self._pack_in_gap = end, False
@@ -84,7 +105,7 @@ class ProgramStreamParser:
         if head[:3] != b"\x00\x00\x01" or head[3] < _END:
             raise RemoteProtocolError(f"program stream: no start code at byte {self._packet}")
         code = head[3]
-        if code == _PACK:
+        if code == PACK:
             self._parse_pack()
         elif code == _END:
             self._other(0)
@@ -92,6 +113,7 @@ class ProgramStreamParser:
             self._want = 6
         else:
             length = head[4] << 8 | head[5]
+            self._ids.add(code)
             if code in VIDEO_IDS and self.video_id in (None, code):
                 self._parse_video(length)
             else:
@@ -173,11 +195,20 @@ def _mpeg1_header_size(head: bytearray, packet: int) -> int:
     return i
 
 
-class TransportStreamParser:
+class TransportStreamParser(ResyncingParser):
     """Walk 188-byte TS packets, follow PAT and PMT to the video PID (ISO/IEC 13818-1 §2.4)."""
 
-    def __init__(self, scanner: StartCodeScanner, start: int) -> None:
-        self._scanner = scanner
+    TS = True
+
+    def __init__(
+        self,
+        scanner: StartCodeScanner,
+        start: int,
+        on_lost: Callable[[int], None],
+        *,
+        max_resync: int,
+    ) -> None:
+        super().__init__(scanner, start, on_lost, max_resync=max_resync)
         self._scratch = bytearray()  # a packet split across reads
         self._scratch_at = start
         self._pmt_pids: set[int] = set()
@@ -186,16 +217,13 @@ class TransportStreamParser:
         #: The last PAT and PMT packets, for joins.
         self.last_pat: bytes | None = None
         self.last_pmt: bytes | None = None
-        #: End of the last video packet (where a following unit may start).
-        self.gap_start = start
         self._tables = 0  # 1: PAT, 2: PMT seen since gap_start
         self._pes_head = bytearray()  # PES header bytes being skipped (first 9)
         self._pes_skip = 0  # PES header bytes left to skip after the first 9
 
-    def feed(self, buf: Buffer, start: int, end: int, at: int) -> None:
-        """Parse buf[start:end], whose first byte is at input offset ``at``."""
+    def _walk(self, buf: Buffer, start: int, end: int, at: int) -> int:
         i = start
-        while i < end:
+        while i < end and self._search is None:
             if self._scratch or end - i < TS_PACKET:
                 if not self._scratch:
                     self._scratch_at = at + i - start
@@ -204,10 +232,19 @@ class TransportStreamParser:
                 i += n
                 if len(self._scratch) == TS_PACKET:
                     packet, self._scratch = self._scratch, bytearray()
-                    self._packet(packet, 0, self._scratch_at)
+                    self._checked(packet, 0, self._scratch_at)
             else:
-                self._packet(buf, i, at + i - start)
+                self._checked(buf, i, at + i - start)
                 i += TS_PACKET
+        return i
+
+    def _checked(self, buf: Buffer, o: int, at: int) -> None:
+        try:
+            self._packet(buf, o, at)
+        except RemoteProtocolError:
+            self._pes_head.clear()
+            self._pes_skip, self._tables = 0, 0  # payload after resync is scanned as it is
+            self._lose(at, bytes(buf[o + 1 : o + TS_PACKET]), frozenset())
 
     def _packet(self, buf: Buffer, o: int, at: int) -> None:
         if buf[o] != 0x47:

@@ -98,6 +98,10 @@ class StartCodeScanner:
             where = self._zeros[0][2]
         return where.bpos if where is not None else None
 
+    def reset(self) -> None:
+        """Forget a start code or sequence header cut off by lost container sync."""
+        self._zeros, self._pending, self._capture = [], None, None
+
     def feed(self, buf: Buffer, start: int, end: int, at: int, where: Where | None) -> None:
         """Scan buf[start:end], whose first byte is at input offset ``at``."""
         es0, base = self.es_bytes, at - start

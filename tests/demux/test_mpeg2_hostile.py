@@ -104,15 +104,20 @@ def test_junk_bound_and_messages() -> None:
     _, error = feed(b"hello", "all")
     assert error == "the body is not an MPEG-2 ES, PS or TS stream"
     assert feed(b"", "all") == ([], None)
+    # Lost PS/TS sync drops a unit (tests/demux/test_mpeg2_resync.py) unless no sync
+    # comes back within max_resync bytes.
     ps = bytearray(sim_stream("ps", False, pictures=5))
     ps[len(ps) // 2 : len(ps) // 2 + 70_000] = b"\x11" * 70_000
-    _, error = feed_every_way(bytes(ps[: len(ps) // 2 + 70_000]))
+    events, error = feed_every_way(bytes(ps))
+    assert error is None
+    assert [e.reason for e in events if isinstance(e, UnitDropped)] == ["lost container sync"]
+    _, error = feed_every_way(bytes(ps), max_resync=65536)
     assert error is not None
-    assert error.startswith("program stream: no start code at byte")
+    assert error.startswith("program stream: no start code in 65536 bytes after lost sync at byte")
     ts = bytearray(sim_stream("ts", False, pictures=5))
-    ts[188 * 7] = 0x48
-    _, error = feed_every_way(bytes(ts))
-    assert error == f"transport stream: lost sync at byte {188 * 7}"
+    ts[188 * 7 : 188 * 7 + 1000] = b"\x48" * 1000
+    _, error = feed_every_way(bytes(ts), max_resync=900)
+    assert error == f"transport stream: no sync in 900 bytes after lost sync at byte {188 * 7}"
 
 
 def test_api_misuse_is_a_local_error() -> None:
