@@ -25,6 +25,7 @@ from tests.publish.axis_client import Gateway, camera_toml, gateway
 #: Seconds of MPEG-2 the test camera keeps (the simulator's GOP is 16 pictures, 0.64 s).
 PREBUFFER = 2.0
 GOP_S = 16 / 25
+VIDEO = "/axis-cgi/mpeg2/video.cgi"
 PLAIN = camera_toml("plain", extra="mpeg2 = false\naudio = false\n")
 CAMERAS_TOML = streams_toml(prebuffer=PREBUFFER) + PLAIN
 
@@ -176,3 +177,16 @@ async def test_api_shows_prebuffer_and_mpeg2_clients(gw: Gateway) -> None:
     await task
     await until(lambda: len(source(full).ring) == 0)
     assert full.app[CAMERAS]["cam"].mpeg2 is source(full)
+
+
+async def test_full_camera_is_503_with_a_reason() -> None:
+    toml = "[limits]\nmax_clients_per_camera = 2\n" + streams_toml()
+    async with gateway(toml) as gw:
+        ring = source(gw).ring
+        await until(lambda: ring.newest_cut is not None)
+        first = [asyncio.ensure_future(fetch(gw.port, VIDEO + "?duration=2")) for _ in range(2)]
+        await until(lambda: len(ring) == 2)
+        async with aiohttp.ClientSession() as session, session.get(gw.base + VIDEO) as response:
+            assert response.status == 503
+            assert await response.text() == "Error: camera cam has 2 MPEG-2 clients already\n"
+        assert all(client.status == 200 for client in await asyncio.gather(*first))

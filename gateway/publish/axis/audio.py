@@ -206,8 +206,9 @@ async def receive(request: web.Request) -> web.StreamResponse:
             kind="audio",
             remote=request.remote or "",
         )
-    except StreamFullError as exc:
-        return error(503, f"camera {source.camera.name}: {exc}")
+    except StreamFullError:
+        name, limit = source.camera.name, source.max_clients
+        return error(503, f"camera {name} has {limit} audio clients already")
     settings = request.app[SETTINGS]
     with cursor:
         response = _MultipartResponse(headers=AUDIO_HEADERS)

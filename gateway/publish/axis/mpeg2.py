@@ -60,6 +60,7 @@ class Mpeg2Source:
         """Create the ring: ``camera.mpeg2_prebuffer_seconds`` and ``max_bytes`` bound it."""
         self.camera = camera
         self.settings = settings
+        self.max_clients = max_clients
         self.client_buffer_bytes = client_buffer_bytes
         self.ring = Ring(
             StreamKind.MPEG2,
@@ -145,8 +146,8 @@ async def _stream(
             kind="mpeg2",
             remote=request.remote or "",
         )
-    except StreamFullError as exc:
-        return error(503, f"camera {camera.name}: {exc}")
+    except StreamFullError:
+        return error(503, f"camera {camera.name} has {source.max_clients} MPEG-2 clients already")
     settings = request.app[SETTINGS]
     with cursor:
         try:
