@@ -30,18 +30,26 @@ def sim_stream(container: str, open_gop: bool, pictures: int = 40, size: int = 1
 
 
 @functools.cache
-def ffmpeg_stream(muxer: str, open_gop: bool, pictures: int = 40) -> bytes:
-    """Return noisy 640x480 MPEG-2 video muxed by FFmpeg (mpeg, vob, mpegts, mpeg2video)."""
+def ffmpeg_stream(
+    muxer: str, open_gop: bool, pictures: int = 40, size: tuple[int, int] = (640, 480)
+) -> bytes:
+    """Return noisy MPEG-2 video muxed by FFmpeg (mpeg, vob, mpegts, mpeg2video).
+
+    640x480 at 8 Mbit/s by default; smaller sizes get 200 kbit/s, so that several
+    pictures share one 2 KiB pack.
+    """
+    width, height = size
     out = io.BytesIO()
     with av.open(out, "w", format=muxer) as container:
         stream = container.add_stream("mpeg2video", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         ctx = stream.codec_context
-        ctx.gop_size, ctx.max_b_frames, ctx.bit_rate = 12, 2, 8_000_000
+        ctx.gop_size, ctx.max_b_frames = 12, 2
+        ctx.bit_rate = 8_000_000 if size == (640, 480) else 200_000
         ctx.options = {"sc_threshold": "1000000000"} | ({} if open_gop else {"flags": "+cgop"})
         rng = np.random.default_rng(7)
         for i in range(pictures):
-            image = rng.integers(0, 64, (480, 640, 3), dtype=np.uint8) + np.uint8(i * 3)
+            image = rng.integers(0, 64, (height, width, 3), dtype=np.uint8) + np.uint8(i * 3)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
             container.mux(stream.encode(frame))

@@ -82,6 +82,38 @@ def test_ffmpeg_muxers(muxer: str, container: str, open_gop: bool) -> None:
     check_cuts(ffmpeg_stream(muxer, open_gop), container, open_gop, modes=modes)
 
 
+@pytest.mark.parametrize("muxer", ["mpeg", "vob"])
+def test_small_pictures_share_packs(muxer: str) -> None:
+    """Several pictures per 2 KiB pack: merged units; the cut points there are join-safe."""
+    data = ffmpeg_stream(muxer, False, pictures=60, size=(160, 120))
+    events, error = feed_every_way(data, ("all", "random", "buffer-large"))
+    assert error is None
+    units = units_of(events)
+    assert b"".join(bytes(u.payload) for u in units) == data
+    assert len(units) < 60  # pictures that start in one PES packet share a unit
+    cuts = [k for k, u in enumerate(units) if u.cut is not None]
+    assert len(cuts) >= 2
+    assert decode(joined(units, 0), "mpeg") == (60, 0)
+    for k in cuts[1:]:
+        pictures, errors = decode(joined(units, k), "mpeg")
+        assert errors == 0, k
+        assert pictures >= len(units) - k  # at least one picture per unit (closed GOPs)
+
+
+@pytest.mark.xfail(strict=True, reason="a GOP header in a PES packet after a whole picture")
+@pytest.mark.parametrize("muxer", ["mpeg", "vob"])
+def test_small_pictures_every_gop_is_a_cut_point(muxer: str) -> None:
+    """Known gap: a GOP that starts in the PES packet of an earlier picture is no cut point.
+
+    The unit then starts with that earlier picture (a B- or P-picture of the previous
+    GOP), so a client starting there would decode it without its references; making it
+    a cut point needs a join that re-packs the PES packet from the sequence header on.
+    """
+    data = ffmpeg_stream(muxer, False, pictures=60, size=(160, 120))
+    units = units_of(feed_every_way(data, ("all",))[0])
+    assert sum(u.cut is not None for u in units) == data.count(GOP)
+
+
 def strip_repeats(es: bytes) -> bytes:
     """Remove every sequence header (and its extensions) after the first one."""
     first = es.index(SEQ)
