@@ -206,8 +206,6 @@ class ResyncingParser:
         self._held: Segment | None = None  # bytes of the packet that lost sync, after its first
         #: End of the last video packet (where a following unit may start).
         self.gap_start = start
-        #: Times sync was lost.
-        self.sync_lost = 0
 
     def feed(self, buf: Buffer, start: int, end: int, at: int) -> None:
         """Parse buf[start:end], whose first byte is at input offset ``at``."""
@@ -236,7 +234,6 @@ class ResyncingParser:
 
     def _lose(self, packet: int, rest: bytes, ids: frozenset[int]) -> None:
         """Note lost sync at the packet at offset packet; rest: the bytes read after its first."""
-        self.sync_lost += 1
         self._scanner.reset()  # a start code cut off here is no start code
         self._search = SyncSearch(self.TS, packet, ids, limit=self._max_resync)
         self._held = (rest, 0, len(rest), packet + 1) if rest else None
