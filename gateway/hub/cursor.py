@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -37,10 +38,12 @@ class Cursor:
 
     __slots__ = (
         "_closed",
+        "_deliver",
         "_fps_count",
         "_fps_start",
         "_inflight",
         "_join",
+        "_parked",
         "_pos",
         "_pos_off",
         "_ring",
@@ -81,6 +84,8 @@ class Cursor:
         self._inflight: deque[tuple[int, int]] = deque(maxlen=_MAX_INFLIGHT)
         self._closed = False
         self._waiting = False
+        self._deliver: Callable[[], bool] | None = None
+        self._parked: asyncio.Future[None] | None = None
         self._fps_start: int | None = None
         self._fps_count = 0
         #: ``maxlag`` in ns, clamped to at least 500 ms; None: bounded by bytes instead.
@@ -139,6 +144,7 @@ class Cursor:
             return
         self._closed = True
         self._ring._remove(self)
+        self._unpark()
         if self._waiting:
             self._ring._wake_all()
 
@@ -155,7 +161,12 @@ class Cursor:
     # -- reading ---------------------------------------------------------------------
 
     async def wait(self) -> bool:
-        """Wait until a frame is pending; return False once closed (or ring closed, drained)."""
+        """Wait until a frame is pending; return False once closed (or ring closed, drained).
+
+        With a synchronous writer set (``set_deliver``) and no join pending, the cursor
+        parks instead: ``publish`` hands new frames to the writer, and ``wait`` returns
+        True only when the writer hands the client back (or the cursor or ring closes).
+        """
         ring = self._ring
         while True:
             if self._closed:
@@ -165,6 +176,11 @@ class Cursor:
                 return True
             if ring.closed:
                 return False
+            if self._deliver is not None and not self._join:
+                await self._park()
+                if self._ring.closed:  # closed while parked (not ``ring``: mypy narrowed it)
+                    continue  # drain what is pending, then False
+                return not self._closed
             fut = ring._future(cut=self._join)
             self._waiting = True
             try:
@@ -177,6 +193,37 @@ class Cursor:
                     raise
             finally:
                 self._waiting = False
+
+    def set_deliver(self, deliver: Callable[[], bool] | None) -> None:
+        """Register a synchronous writer for the frames published while ``wait`` is parked.
+
+        ``deliver()`` runs inside ``Ring.publish``: it takes what is pending (``take``)
+        and writes it without waiting; it returns True to go on receiving frames this
+        way, False to hand the client back to its coroutine (``wait`` returns). It must
+        not raise or wait. None removes it.
+        """
+        self._deliver = deliver
+
+    async def _park(self) -> None:
+        fut = self._parked = asyncio.get_running_loop().create_future()
+        self._ring._armed[self] = None
+        try:
+            await fut
+        finally:
+            self._ring._armed.pop(self, None)
+            self._parked = None
+
+    def _offer(self) -> None:
+        """Hand a just-published frame to the synchronous writer (ring side)."""
+        deliver = self._deliver
+        if deliver is None or not deliver():
+            self._unpark()
+
+    def _unpark(self) -> None:
+        self._ring._armed.pop(self, None)
+        fut = self._parked
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def take(self, max_bytes: int) -> list[Payload]:
         """Hand out the next whole frames, up to ``max_bytes`` (at least one if pending)."""

@@ -89,6 +89,9 @@ class Ring:
         # whatever the number of cursors (STYLE §3).
         self._data_fut: asyncio.Future[None] | None = None
         self._cut_fut: asyncio.Future[None] | None = None
+        #: Parked cursors with a synchronous writer (``Cursor.set_deliver``): publish
+        #: hands them the new frame directly instead of waking their coroutine.
+        self._armed: dict[Cursor, None] = {}
         #: True after ``close``.
         self.closed = False
         #: Frames published since creation.
@@ -118,6 +121,9 @@ class Ring:
             self._cuts.append(seq)
             self._cut_fut = _resolve(self._cut_fut)
         self._evict(frame.received_ns)
+        if self._armed:
+            for cur in tuple(self._armed):
+                cur._offer()
         self._data_fut = _resolve(self._data_fut)
 
     def _evict(self, newest_ns: int) -> None:
@@ -296,6 +302,8 @@ class Ring:
     def _wake_all(self) -> None:
         self._data_fut = _resolve(self._data_fut)
         self._cut_fut = _resolve(self._cut_fut)
+        for cur in tuple(self._armed):
+            cur._unpark()
 
 
 def _resolve(fut: asyncio.Future[None] | None) -> asyncio.Future[None] | None:

@@ -343,3 +343,35 @@ def test_a_deep_kernel_queue_adds_its_drain_time_to_the_lag(
     drain_ns = kernel_bytes * NS_PER_SECOND // reader_bps
     assert max_lag <= 1000 * MS + gop_ns + drain_ns
     assert cur.cuts > 0
+
+
+async def test_a_parked_cursor_gets_frames_from_publish_until_its_writer_hands_back() -> None:
+    ring = Ring()
+    src = Source(gop=12)
+    src.publish(ring, 12)
+    written: list[list[object]] = []
+    keep = True
+
+    with ring.subscribe() as cur:
+
+        def deliver() -> bool:
+            written.append(list(cur.take(1 << 20)))
+            return keep
+
+        cur.set_deliver(deliver)
+        assert cur.take(1 << 20)  # the join: the coroutine path
+        task = asyncio.create_task(cur.wait())
+        await asyncio.sleep(0)
+        frames = src.publish(ring, 3)
+        await asyncio.sleep(0)
+        # Written from publish, one frame each, without waking the waiter.
+        assert [w[0] for w in written] == [f.payload for f in frames]
+        assert not task.done()
+        keep = False
+        src.publish(ring, 1)
+        assert await asyncio.wait_for(task, 1) is True  # handed back: the loop takes over
+        assert cur.take(1 << 20) == []  # the writer took it already
+        task = asyncio.create_task(cur.wait())
+        await asyncio.sleep(0)
+        ring.close()
+        assert await asyncio.wait_for(task, 1) is False  # closed and drained

@@ -41,6 +41,8 @@ MAXLAG_SEND_BUFFER = 8 * 1024
 MAXLAG_TAKE = MAXLAG_SEND_BUFFER
 #: Seconds between checks of a client that holds unsent data (lag, cuts, deadline).
 POLL = 0.25
+#: Nanoseconds between checks (SIOCOUTQ, lag, cuts) of a client the publish path writes to.
+CHECK_EVERY_NS = 100_000_000
 #: Seconds between checks of a client held back for being too far behind.
 HOLD = 0.04
 
@@ -113,8 +115,10 @@ class CursorPump:
 
     __slots__ = (
         "_acked",
+        "_checked_ns",
         "_clock",
         "_deadline_ns",
+        "_loop",
         "_payload",
         "_progress_ns",
         "_queued",
@@ -141,21 +145,54 @@ class CursorPump:
         self.wrap = wrap
         self._clock = clock
         self._deadline_ns = int(deadline * 1e9)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         #: Loop time at which ``duration`` ends (None: never).
         self.end = None if duration is None else loop.time() + duration
         #: Payload bytes written (the rest of ``egress.written`` is part heads).
         self._payload = 0
         self._acked = 0
-        self._progress_ns = clock()
+        self._progress_ns = self._checked_ns = clock()
         #: Payload bytes the peer had not taken at the last check.
         self._queued = 0
         self._take = MAX_TAKE if cursor.maxlag_ns is None else MAXLAG_TAKE
 
     async def run(self) -> bool:
-        """Stream until the end; True when ``duration`` ended it, False for the peer or ring."""
+        """Stream until the end; True when ``duration`` ended it, False for the peer or ring.
+
+        Clients without ``maxlag`` whose socket takes everything are written from the
+        publish path (``deliver``): no wakeup per frame. Anything else (a short write, a
+        backlog over its bound, the end) hands the client back to this loop.
+        """
+        cursor = self.cursor
+        if cursor.maxlag_ns is None and self.egress.can_send():
+            cursor.set_deliver(self.deliver)
+        try:
+            return await self._run()
+        finally:
+            cursor.set_deliver(None)
+
+    def deliver(self) -> bool:
+        """Write what the ring just published if the peer takes it whole; False: hand back."""
+        egress = self.egress
+        if not egress.can_send() or self._ended(self._loop):
+            return False
+        payloads = self.cursor.take(self._take)
+        if payloads:
+            self._payload += sum(len(p) for p in payloads)
+            try:
+                left = egress.write_stream(payloads if self.wrap is None else self.wrap(payloads))
+            except ConnectionError:
+                return False  # the loop sees the transport closing and ends
+            if left:
+                return False
+        now = self._clock()
+        if now - self._checked_ns >= CHECK_EVERY_NS:
+            return self._check() and not self._over()
+        return True
+
+    async def _run(self) -> bool:
         cursor, egress = self.cursor, self.egress
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         while True:
             if egress.closing:
                 return False
@@ -215,7 +252,7 @@ class CursorPump:
         """
         egress = self.egress
         queued = egress.queued()
-        now = self._clock()
+        now = self._checked_ns = self._clock()
         acked = egress.written - queued
         if not queued or acked > self._acked:
             self._acked = acked
