@@ -25,16 +25,15 @@ from gateway.transcode.audio import AudioDecoder, PcmBlock, codec_for
 
 from .egress import ClientEgress
 from .fanout import AxisSettings
-from .handlers import MJPEG_HEADERS, SETTINGS, _MultipartResponse
+from .handlers import MJPEG_HEADERS, SETTINGS
 from .options import CRLF
 from .streaming import (
     AUDIO_PARAMS,
-    MAXLAG_SEND_BUFFER,
-    CursorPump,
     cursor_clients,
     error,
     find_config,
     parse_stream_options,
+    serve_cursor,
 )
 
 if TYPE_CHECKING:
@@ -209,28 +208,16 @@ async def receive(request: web.Request) -> web.StreamResponse:
     except StreamFullError:
         name, limit = source.camera.name, source.max_clients
         return error(503, f"camera {name} has {limit} audio clients already")
-    settings = request.app[SETTINGS]
     with cursor:
-        response = _MultipartResponse(headers=AUDIO_HEADERS)
-        response.force_close()
-        writer = await response.prepare(request)
-        transport = request.transport
-        if writer is None or transport is None or transport.is_closing():
-            return response
-        egress = ClientEgress(transport, writer)
-        if options.maxlag_ns is not None:
-            egress.limit_send_buffer(MAXLAG_SEND_BUFFER)
-        source.egress[cursor] = egress
-        try:
-            pump = CursorPump(
-                cursor, egress, deadline=settings.write_deadline, wrap=source.framer(cursor)
-            )
-            await pump.run()
-        except ConnectionError:
-            pass  # the client left: leaving the cursor is all there is to do
-        finally:
-            source.egress.pop(cursor, None)
-    return response
+        return await serve_cursor(
+            request,
+            cursor,
+            AUDIO_HEADERS,
+            clients=source.egress,
+            options=options,
+            settings=request.app[SETTINGS],
+            wrap=source.framer(cursor),
+        )
 
 
 async def getparam(request: web.Request) -> web.Response:

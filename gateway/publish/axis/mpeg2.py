@@ -21,17 +21,16 @@ from gateway.transcode import ParamError
 
 from .egress import ClientEgress
 from .fanout import AxisSettings
-from .handlers import SETTINGS, _MultipartResponse
+from .handlers import SETTINGS
 from .streaming import (
     BUFFER_PARAMS,
-    MAXLAG_SEND_BUFFER,
     VIDEO_PARAMS,
-    CursorPump,
     Parser,
     cursor_clients,
     error,
     find_config,
     parse_stream_options,
+    serve_cursor,
 )
 
 if TYPE_CHECKING:
@@ -162,26 +161,9 @@ async def _stream(
             # prebuffer=0 is the live start of video.cgi (the newest cut point): 0.0.
             provided = cursor.provided_ns if options.prebuffer else 0
             headers["X-Prebuffer-Length"] = prebuffer_length(provided)
-        response = _MultipartResponse(headers=headers)
-        response.force_close()
-        writer = await response.prepare(request)
-        transport = request.transport
-        if writer is None or transport is None or transport.is_closing():
-            return response
-        egress = ClientEgress(transport, writer)
-        if options.maxlag_ns is not None:
-            egress.limit_send_buffer(MAXLAG_SEND_BUFFER)
-        source.egress[cursor] = egress
-        try:
-            pump = CursorPump(
-                cursor, egress, deadline=settings.write_deadline, duration=options.duration
-            )
-            await pump.run()
-        except ConnectionError:
-            pass  # the client left: leaving the cursor is all there is to do
-        finally:
-            source.egress.pop(cursor, None)
-    return response
+        return await serve_cursor(
+            request, cursor, headers, clients=source.egress, options=options, settings=settings
+        )
 
 
 def add_routes(app: web.Application) -> None:

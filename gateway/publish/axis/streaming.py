@@ -21,6 +21,8 @@ from gateway.hub import Cursor, Ring
 from gateway.media import Payload
 
 from .egress import ClientEgress
+from .fanout import AxisSettings
+from .handlers import _MultipartResponse
 from .options import MAX_SECONDS, MIN_MAXLAG_MS
 from .options import _integer as integer  # the MJPEG parameters' parser and messages
 
@@ -276,3 +278,39 @@ class CursorPump:
         if cursor.maxlag_ns is not None:
             return cursor.lag_ns > cursor.maxlag_ns
         return self._queued > cursor.max_buffer_bytes
+
+
+async def serve_cursor(
+    request: web.Request,
+    cursor: Cursor,
+    headers: Mapping[str, str],
+    *,
+    clients: dict[Cursor, ClientEgress],
+    options: StreamOptions,
+    settings: AxisSettings,
+    wrap: Wrap | None = None,
+) -> web.StreamResponse:
+    """Send the response head, then ``cursor``'s stream until it, the client or time ends.
+
+    ``clients`` maps each live cursor to its socket side, for the API.
+    """
+    response = _MultipartResponse(headers=headers)
+    response.force_close()
+    writer = await response.prepare(request)
+    transport = request.transport
+    if writer is None or transport is None or transport.is_closing():
+        return response
+    egress = ClientEgress(transport, writer)
+    if options.maxlag_ns is not None:
+        egress.limit_send_buffer(MAXLAG_SEND_BUFFER)
+    clients[cursor] = egress
+    try:
+        pump = CursorPump(
+            cursor, egress, deadline=settings.write_deadline, duration=options.duration, wrap=wrap
+        )
+        await pump.run()
+    except ConnectionError:
+        pass  # the client left: leaving the cursor is all there is to do
+    finally:
+        clients.pop(cursor, None)
+    return response
