@@ -66,13 +66,7 @@ class ClientEgress:
         total = sum(len(c) for c in chunks)
         sent = 0
         if self._fd >= 0 and not self._transport.get_write_buffer_size():
-            try:
-                sent = os.writev(self._fd, chunks)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._transport.abort()
-                raise ConnectionResetError(f"client went away: {exc}") from exc
+            sent = self._writev(chunks)
         if sent < total:
             self._transport.writelines(_rest(chunks, sent))
         self.written += total
@@ -84,13 +78,7 @@ class ClientEgress:
 
         The fast path's ``write``: the caller checked ``can_send`` and knows the total.
         """
-        try:
-            sent = os.writev(self._fd, chunks)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._transport.abort()
-            raise ConnectionResetError(f"client went away: {exc}") from exc
+        sent = self._writev(chunks)
         self.written += total
         self.parts += 1
         self._marks.append((self.written, received_ns))
@@ -115,13 +103,7 @@ class ClientEgress:
             total += size
             if not direct:
                 continue
-            try:
-                n = os.writev(self._fd, batch)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:
-                self._transport.abort()
-                raise ConnectionResetError(f"client went away: {exc}") from exc
+            n = self._writev(batch)
             sent += n
             direct = n == size
         if sent < total:
@@ -148,6 +130,16 @@ class ClientEgress:
         return (
             self._fd >= 0 and not transport.is_closing() and not transport.get_write_buffer_size()
         )
+
+    def _writev(self, chunks: Sequence[Payload]) -> int:
+        """Write what the kernel takes now, zero-copy; raise ConnectionResetError if gone."""
+        try:
+            return os.writev(self._fd, chunks)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._transport.abort()
+            raise ConnectionResetError(f"client went away: {exc}") from exc
 
     def buffered(self) -> int:
         """Return bytes the transport still holds (the gateway's own queue)."""
