@@ -57,13 +57,18 @@ class Ring:
         max_bytes: int = 64 * 2**20,
         max_subscribers: int | None = None,
         is_cut: Callable[[Frame], bool] | None = None,
+        max_gop_bytes: int | None = None,
     ) -> None:
         """Create a ring.
 
         ``seconds`` (config ``mpeg2_prebuffer_seconds``) and ``max_bytes`` bound what is
         held: whole GOPs are evicted from the front while the held span (``held_ns``)
         exceeds ``seconds`` or the held bytes exceed ``max_bytes``; the newest GOP is
-        never evicted (``oversize_gops`` counts GOPs that alone exceeded ``max_bytes``).
+        never evicted (``oversize_gops`` counts GOPs that alone exceeded ``max_bytes``)
+        unless it grows past ``max_gop_bytes`` (default four times ``max_bytes``): a camera that
+        never sends another cut point must not grow the ring without bound, so the GOP
+        loses its cut point (``truncated_gops``) and is trimmed from the front like a
+        stream without cut points; clients then join at the next cut point.
         ``is_cut`` says where a client may start; the default is ``every_frame`` for
         audio and ``has_cut`` otherwise.
         """
@@ -74,6 +79,7 @@ class Ring:
         self.is_cut = is_cut or (every_frame if kind is StreamKind.AUDIO else has_cut)
         self._seconds_ns = int(seconds * NS_PER_SECOND)
         self._max_bytes = max_bytes
+        self._max_gop_bytes = 4 * max_bytes if max_gop_bytes is None else max_gop_bytes
         self._max_subscribers = max_subscribers
         self._frames: deque[Frame] = deque()
         #: Byte offset (bytes published before it) of each held frame, parallel to _frames.
@@ -100,6 +106,8 @@ class Ring:
         self.evicted_frames = 0
         #: GOPs kept although they alone held more than ``max_bytes``.
         self.oversize_gops = 0
+        #: GOPs that grew past ``max_gop_bytes`` and were trimmed (their cut point lost).
+        self.truncated_gops = 0
 
     # -- publishing ------------------------------------------------------------------
 
@@ -145,6 +153,10 @@ class Ring:
                 if over_bytes and self._oversize_cut != cuts[0]:
                     self._oversize_cut = cuts[0]
                     self.oversize_gops += 1
+                if self._held > self._max_gop_bytes:
+                    cuts.popleft()  # the frames are now bounded one by one (above)
+                    self.truncated_gops += 1
+                    continue
                 return
             cuts.popleft()
             self._drop_before(cuts[0])

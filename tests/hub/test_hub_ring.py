@@ -136,7 +136,7 @@ def test_eviction_by_bytes_keeps_whole_gops() -> None:
 
 
 def test_the_newest_gop_is_never_evicted_even_when_oversize() -> None:
-    ring = Ring(seconds=0.1, max_bytes=3000)
+    ring = Ring(seconds=0.1, max_bytes=3000, max_gop_bytes=1 << 20)
     src = Source(gop=50)
     frames = src.publish(ring, 40)
     assert ring.first_seq == 0
@@ -146,6 +146,24 @@ def test_the_newest_gop_is_never_evicted_even_when_oversize() -> None:
     src.publish(ring, 11)  # the next GOP starts: the old one goes at once
     assert ring.first_seq == 50
     assert ring.oversize_gops == 1
+
+
+def test_a_gop_that_never_ends_is_trimmed_at_max_gop_bytes() -> None:
+    # A camera that sent one cut point and then only P-pictures: bounded all the same.
+    ring = Ring(seconds=60.0, max_bytes=3000, max_gop_bytes=12_000)
+    src = Source(gop=10_000)
+    for _ in range(500):
+        ring.publish(src.next())
+        assert ring.bytes <= 12_000
+    assert (ring.truncated_gops, ring.newest_cut) == (1, None)
+    assert ring.bytes <= 3000  # trimmed back to max_bytes once the cut point was given up
+    with ring.subscribe() as cur:
+        assert cur.take(1 << 20) == []  # nothing to join: new clients wait for a cut point
+        src.gop = src.n  # the camera finally sends a new GOP: the next frame is a cut
+        frames = src.publish(ring, 3)
+        assert ring.newest_cut is not None
+        assert frames[0].cut is not None
+        assert cur.take(1 << 20)[0] is frames[0].cut.join
 
 
 def test_cut_near_for_prebuffer() -> None:

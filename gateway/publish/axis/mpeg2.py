@@ -91,6 +91,7 @@ class Mpeg2Source:
             "frames_published": ring.frames_published,
             "evicted_frames": ring.evicted_frames,
             "oversize_gops": ring.oversize_gops,
+            "truncated_gops": ring.truncated_gops,
             "clients": len(ring),
         }
 
