@@ -23,7 +23,9 @@ MAX_SECONDS = 10**7
 MAX_FRAMES = 10**9
 
 
-def _integer(name: str, low: int, high: int) -> Callable[[str], int]:
+def integer(name: str, low: int, high: int) -> Callable[[str], int]:
+    """Return the parser of an Axis integer parameter in [low, high] (one-line errors)."""
+
     def parse(text: str) -> int:
         if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             shown = text if len(text) <= 20 else text[:20] + "..."
@@ -35,14 +37,14 @@ def _integer(name: str, low: int, high: int) -> Callable[[str], int]:
 
 #: Parameter -> parser. Rate keys are resolved together in ``parse_mjpeg_options``.
 PARSERS: dict[str, Callable[[str], int]] = {
-    "showlength": _integer("showlength", 0, 1),
-    "deltatime": _integer("deltatime", 0, 1),
-    "duration": _integer("duration", 0, MAX_SECONDS),
-    "nbrofframes": _integer("nbrofframes", 0, MAX_FRAMES),
-    "maxlag": _integer("maxlag", 0, MAX_SECONDS * 1000),
-    "req_fps": _integer("req_fps", 1, MAX_FPS),
-    "des_fps": _integer("des_fps", 1, MAX_FPS),
-    "fps": _integer("fps", 1, MAX_FPS),
+    "showlength": integer("showlength", 0, 1),
+    "deltatime": integer("deltatime", 0, 1),
+    "duration": integer("duration", 0, MAX_SECONDS),
+    "nbrofframes": integer("nbrofframes", 0, MAX_FRAMES),
+    "maxlag": integer("maxlag", 0, MAX_SECONDS * 1000),
+    "req_fps": integer("req_fps", 1, MAX_FPS),
+    "des_fps": integer("des_fps", 1, MAX_FPS),
+    "fps": integer("fps", 1, MAX_FPS),
 }
 #: Rate keys and the priority each gives (``fps`` is newer firmware's ``des_fps``).
 RATE_KEYS = {"req_fps": Priority.REQUIRED, "des_fps": Priority.DESIRED, "fps": Priority.DESIRED}

@@ -23,8 +23,7 @@ from gateway.media import Payload
 from .egress import ClientEgress
 from .fanout import AxisSettings
 from .handlers import _MultipartResponse
-from .options import MAX_SECONDS, MIN_MAXLAG_MS
-from .options import _integer as integer  # the MJPEG parameters' parser and messages
+from .options import MAX_SECONDS, MIN_MAXLAG_MS, integer
 
 #: Parses one query value; raises ParamError with a one-line reason.
 Parser = Callable[[str], int]
