@@ -43,6 +43,11 @@ def jpeg_size(data: Buffer) -> tuple[int, int] | None:
     return None
 
 
+#: MPEG transport stream packets: 188 bytes starting with the sync byte (ISO/IEC 13818-1 §2.4.3).
+TS_PACKET = 188
+TS_SYNC = 0x47
+
+
 def mpeg_video_info(data: Buffer) -> tuple[str, tuple[int, int]] | None:
     """Return (codec, (width, height)) from a sequence header (ISO/IEC 13818-2 §6.2.2.1)."""
     raw = bytes(data[: 1 << 20])
@@ -55,7 +60,12 @@ def mpeg_video_info(data: Buffer) -> tuple[str, tuple[int, int]] | None:
     ext = raw.find(EXTENSION_START, at + 12)
     is_mpeg2 = ext != -1 and ext + 4 < len(raw) and raw[ext + 4] >> 4 == 1
     codec = "MPEG-2 video" if is_mpeg2 else "MPEG-1 video"
-    container = "program stream" if PACK_HEADER in raw[: max(at, 4)] else "elementary stream"
+    if PACK_HEADER in raw[: max(at, 4)]:
+        container = "program stream"
+    elif len(raw) > TS_PACKET and raw[0] == raw[TS_PACKET] == TS_SYNC:
+        container = "transport stream"
+    else:
+        container = "elementary stream"
     return f"{codec} ({container})", (width, height)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.demux.http1 import BodyConsumer, ResponseHead
+from gateway.demux.mpeg2 import Mpeg2Indexer, UnitDropped, UnitIndexed
 from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import GatewayError, UpstreamError
 from gateway.ingest.auth import Authenticator
@@ -17,9 +18,10 @@ from gateway.ingest.kinds import STREAM_PATHS
 from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets
 
-_PICTURE_START = b"\x00\x00\x01\x00"
 #: Bytes of an unframed stream kept for codec and size detection.
 _SAMPLE_LIMIT = 1 << 20
+#: MPEG-2 content types the indexer takes (it finds ES, PS or TS from the bytes).
+_MPEG2_TYPES = ("video/mpeg", "video/mp2t", "video/mp2p")
 
 
 @dataclass(slots=True)
@@ -41,6 +43,10 @@ class EndpointReport:
     fps: float | None = None
     resolution: tuple[int, int] | None = None
     codec: str | None = None
+    #: MPEG-2: pictures from one cut point to the next (the GOP length), last seen.
+    gop: int | None = None
+    #: MPEG-2: whether the GOPs seen were closed (None: no GOP seen).
+    closed_gop: bool | None = None
     #: Why the endpoint could not be read (redacted).
     error: str | None = None
 
@@ -48,6 +54,12 @@ class EndpointReport:
     def ok(self) -> bool:
         """Return True when the endpoint streamed media."""
         return self.error is None and self.frames > 0
+
+    def _gop_text(self) -> str | None:
+        if self.closed_gop is None:
+            return None
+        kind = "closed" if self.closed_gop else "open"
+        return f"{self.gop} pictures, {kind}" if self.gop else f"{kind} (one seen)"
 
     def render(self) -> list[str]:
         """Return the report lines for this endpoint."""
@@ -58,6 +70,7 @@ class EndpointReport:
             ("boundary", self.boundary),
             ("codec", self.codec),
             ("resolution", "{}x{}".format(*self.resolution) if self.resolution else None),
+            ("gop", self._gop_text()),
         ]
         if self.status is not None and self.error is None:
             rate = f" ({self.fps:.1f} per second)" if self.fps is not None else ""
@@ -99,7 +112,7 @@ class _Watcher:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.sample = bytearray()
-        self.tail = b""
+        self.pictures_since_cut: int | None = None
 
     def accept(self, head: ResponseHead) -> BodyConsumer:
         content_type = head.get("content-type", "") or ""
@@ -107,6 +120,8 @@ class _Watcher:
         consumer: BodyConsumer
         if media.startswith("multipart/"):
             consumer = MultipartDemuxer(content_type, check_jpeg=False)
+        elif media in _MPEG2_TYPES:
+            consumer = Mpeg2Indexer()
         elif media.startswith(("video/", "audio/", "image/")):
             consumer = RawConsumer(media)
         else:
@@ -120,8 +135,10 @@ class _Watcher:
             if isinstance(event, PartReceived):
                 self._count(now)
                 self._identify(event.content_type, event.payload)
-            elif isinstance(event, PartDropped):
+            elif isinstance(event, PartDropped | UnitDropped):
                 self.report.dropped += 1
+            elif isinstance(event, UnitIndexed):
+                self._unit(now, event)
             elif isinstance(event, RawReceived):
                 self._raw(now, event.content_type, event.payload)
 
@@ -138,13 +155,24 @@ class _Watcher:
             if content_type.lower().startswith("image/jpeg"):
                 report.resolution = jpeg_size(payload)
 
+    def _unit(self, now: int, unit: UnitIndexed) -> None:
+        report = self.report
+        if unit.cut is not None:
+            if self.pictures_since_cut is not None:
+                report.gop = self.pictures_since_cut
+            report.closed_gop = unit.cut.closed_gop
+            self.pictures_since_cut = 0
+        if unit.picture_type is None:
+            return
+        self._count(now)
+        if self.pictures_since_cut is not None:
+            self.pictures_since_cut += 1
+        if report.resolution is None:
+            info = mpeg_video_info(unit.payload)
+            if info is not None:
+                report.codec, report.resolution = info
+
     def _raw(self, now: int, media: str, payload: Any) -> None:
-        if media.startswith("video/"):
-            data = self.tail + bytes(payload)
-            pictures = data.count(_PICTURE_START)
-            self.tail = data[-3:]
-            if pictures:
-                self._count(now, pictures)
         if len(self.sample) < _SAMPLE_LIMIT:
             self.sample += payload
             if media.startswith("video/") and self.report.resolution is None:

@@ -1,4 +1,4 @@
-"""A zero-copy body consumer for unframed streams (MPEG-2 ``video/mpeg``, raw audio)."""
+"""A zero-copy body consumer for unframed streams (raw audio; anything ``probe`` watches)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ from dataclasses import dataclass
 
 from gateway.errors import LocalProtocolError
 from gateway.media import Payload
-
-#: MPEG video picture start code (ISO/IEC 13818-2 §6.2.3): one per coded picture.
-PICTURE_START = b"\x00\x00\x01\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,27 +16,20 @@ class RawReceived:
     payload: Payload
     #: The response's content type.
     content_type: str
-    #: Occurrences of the consumer's marker (e.g. picture start codes) ending in these bytes.
-    markers: int = 0
 
 
 class RawConsumer:
     """Hand out slices of a large block so each read is one event and no byte is copied.
 
     A block is never rewritten: once full, a new one is allocated, so views handed out
-    earlier stay valid for as long as anyone holds them. If ``marker`` is given, each
-    event counts the markers that end in it (found in place, without copying).
+    earlier stay valid for as long as anyone holds them.
     """
 
-    def __init__(
-        self, content_type: str, *, marker: bytes | None = None, block_size: int = 256 * 1024
-    ) -> None:
+    def __init__(self, content_type: str, *, block_size: int = 256 * 1024) -> None:
         self._content_type = content_type
-        self._marker = marker
         self._block_size = block_size
         self._block = bytearray(block_size)
         self._pos = 0
-        self._tail = b""  # the last len(marker) - 1 bytes, for markers split across reads
         #: Bytes received.
         self.bytes_received = 0
         #: Bytes copied (only those fed through ``receive_data``).
@@ -61,7 +51,7 @@ class RawConsumer:
         self._pos += nbytes
         self.bytes_received += nbytes
         view = memoryview(self._block)[start : self._pos].toreadonly()
-        return [RawReceived(view, self._content_type, self._count(self._block, start, self._pos))]
+        return [RawReceived(view, self._content_type)]
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[RawReceived]:
         """Emit bytes read elsewhere (copied once)."""
@@ -70,21 +60,8 @@ class RawConsumer:
         payload = bytes(data)
         self.bytes_received += len(payload)
         self.bytes_copied += len(payload)
-        return [RawReceived(payload, self._content_type, self._count(payload, 0, len(payload)))]
+        return [RawReceived(payload, self._content_type)]
 
     def receive_eof(self) -> list[RawReceived]:
         """Nothing is pending at the end of an unframed stream."""
         return []
-
-    def _count(self, buf: bytes | bytearray, start: int, end: int) -> int:
-        marker = self._marker
-        if marker is None:
-            return 0
-        keep = len(marker) - 1
-        # Markers wholly inside the new bytes are counted in place; one straddling the
-        # previous read is found in the few saved tail bytes joined to the new head.
-        count = buf.count(marker, start, end)
-        if self._tail:
-            count += (self._tail + buf[start : start + keep]).count(marker)
-        self._tail = bytes(buf[max(start, end - keep) : end])
-        return count

@@ -31,8 +31,8 @@ def part(content_type: str) -> PartReceived:
     return PartReceived(b"\xff\xd8..\xff\xd9", content_type, HEADERS, None)
 
 
-def raw(content_type: str, markers: int = 0) -> RawReceived:
-    return RawReceived(b"\x00\x00\x01\x00" * markers, content_type, markers)
+def raw(content_type: str, pictures: int = 0) -> RawReceived:
+    return RawReceived(b"\x00\x00\x01\x00" * pictures, content_type)
 
 
 def head(content_type: str | None) -> ResponseHead:
@@ -70,7 +70,7 @@ def test_mpeg2_frame_data_is_one_indexed_unit_with_its_cut_point() -> None:
     tail = mpeg2_frame_data(UnitIndexed(b"\x00\x00\x01\xb7", None, None, None, leading=False))
     assert tail is not None
     assert tail.pictures == 0  # bytes after the last picture (sequence end) still go out
-    assert mpeg2_frame_data(raw("video/mpeg", markers=3)) is None
+    assert mpeg2_frame_data(raw("video/mpeg", pictures=3)) is None
     assert mpeg2_frame_data(part("video/mpeg")) is None
 
 

@@ -8,11 +8,11 @@ import pytest
 
 from gateway.demux.codec import CODEC_NAMES, codec_name
 from gateway.errors import LocalProtocolError
-from gateway.ingest.raw import PICTURE_START, RawConsumer, RawReceived
+from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.ingest.stream import ACCEPT_HEADERS, STREAM_PATHS
 from gateway.media import StreamKind
 
-STREAM = (b"\x00\x00\x01\xb3" + b"\x10" * 8 + (PICTURE_START + b"\x22" * 37) * 50) * 3
+STREAM = (b"\x00\x00\x01\xb3" + b"\x10" * 8 + (b"\x00\x00\x01\x00" + b"\x22" * 37) * 50) * 3
 
 
 def read_all(consumer: RawConsumer, data: bytes, seed: int) -> list[RawReceived]:
@@ -28,11 +28,10 @@ def read_all(consumer: RawConsumer, data: bytes, seed: int) -> list[RawReceived]
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_reads_land_in_place_and_pictures_are_counted_across_splits(seed: int) -> None:
-    consumer = RawConsumer("video/mpeg", marker=PICTURE_START, block_size=1024)
+def test_reads_land_in_place(seed: int) -> None:
+    consumer = RawConsumer("video/mpeg", block_size=1024)
     events = read_all(consumer, STREAM, seed)
     assert b"".join(bytes(e.payload) for e in events) == STREAM
-    assert sum(e.markers for e in events) == 150
     assert consumer.bytes_copied == 0
     assert all(isinstance(e.payload, memoryview) and e.payload.readonly for e in events)
 
@@ -43,10 +42,10 @@ def test_views_stay_valid_after_the_block_fills() -> None:
     assert bytes(events[0].payload) == STREAM[: len(events[0].payload)]
 
 
-def test_receive_data_copies_once_and_counts() -> None:
-    consumer = RawConsumer("video/mpeg", marker=PICTURE_START)
+def test_receive_data_copies_once() -> None:
+    consumer = RawConsumer("video/mpeg")
     events = consumer.receive_data(STREAM[:100]) + consumer.receive_data(STREAM[100:])
-    assert sum(e.markers for e in events) == 150
+    assert b"".join(bytes(e.payload) for e in events) == STREAM
     assert consumer.bytes_copied == len(STREAM)
     assert consumer.receive_data(b"") == []
     assert consumer.receive_eof() == []

@@ -246,6 +246,24 @@ async def test_mpeg2_and_audio_streams() -> None:
             assert audio.frames_dropped == 0
 
 
+@pytest.mark.parametrize(
+    ("container", "open_gop", "codec", "gop"),
+    [
+        ("ps", False, "MPEG-2 video (program stream)", 16),
+        # FFmpeg's open GOPs after the first: I, then 14 pictures in decode order.
+        ("ts", True, "MPEG-2 video (transport stream)", 15),
+    ],
+)
+async def test_probe_names_the_mpeg2_container_and_gop(
+    container: str, open_gop: bool, codec: str, gop: int
+) -> None:
+    async with sim(fps=25.0, mpeg2_format=container, mpeg2_open_gop=open_gop) as server:
+        report = await probe(server.url + "/axis-cgi/mpeg2/video.cgi", timeout=5.0, duration=1.5)
+    (mpeg2,) = report.endpoints
+    assert (mpeg2.codec, mpeg2.resolution) == (codec, SIZE)
+    assert (mpeg2.gop, mpeg2.closed_gop) == (gop, not open_gop)
+
+
 async def test_probe_against_the_simulator() -> None:
     async with sim(fps=25.0, auth="digest", user=("root", PASSWORD)) as server:
         url = server.url.replace("http://", f"http://root:{PASSWORD}@")
@@ -261,8 +279,12 @@ async def test_probe_against_the_simulator() -> None:
     assert mjpeg.fps is not None
     assert 18.0 <= mjpeg.fps <= 32.0
     assert mpeg2.codec is not None
-    assert mpeg2.codec.startswith("MPEG-2 video")
+    assert mpeg2.codec == "MPEG-2 video (elementary stream)"
     assert mpeg2.resolution == SIZE
+    assert mpeg2.fps is not None
+    assert 18.0 <= mpeg2.fps <= 32.0  # pictures counted by the indexer
+    assert (mpeg2.gop, mpeg2.closed_gop) == (16, True)  # the simulator's closed GOPs of 16
+    assert "gop:          16 pictures, closed" in text
     assert audio.codec is not None
     assert audio.codec.startswith("G.726")
     assert "boundary:     myboundary" in text
