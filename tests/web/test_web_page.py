@@ -61,6 +61,8 @@ async def test_page_shows_demo_live_with_moving_mjpeg(
     await audio.wait_for(timeout=15_000)
     level = float((await audio.inner_text()).split("level ")[1].split()[0])
     assert -20 < level < -5  # the simulator's tone at 0.4 of full scale: about -11 dBFS
+    # The page's own <img> is the camera's MJPEG client, listed like any other.
+    await card.locator(".clients", has_text="1 client").wait_for(timeout=15_000)
     links = await card.locator(".links a").all_inner_texts()
     assert links == ["snapshot", "MPEG-2", "audio", "state"]
     # The picture moves: two canvas grabs of the <img> a moment apart differ.
