@@ -44,6 +44,8 @@ RING_SECONDS = 2.0
 RING_MAX_BYTES = 2 * 2**20
 #: Samples the level meter averages over (0.5 s at 8 kHz).
 LEVEL_WINDOW = 4000
+#: Distinct part content types whose heads are cached (a camera normally sends one).
+MAX_PART_HEADS = 8
 #: The level reported for digital silence (16-bit PCM's floor is about -96 dBFS).
 SILENCE_DBFS = -120.0
 #: Full scale of int16 PCM: a full-scale square wave is 0 dBFS.
@@ -129,7 +131,8 @@ class AudioSource:
         head = self._heads.get(content_type)
         if head is None:
             head = b"--myboundary\r\nContent-Type: %s\r\n\r\n" % content_type.encode("latin-1")
-            self._heads[content_type] = head
+            if len(self._heads) < MAX_PART_HEADS:  # a camera that varies it gets no cache
+                self._heads[content_type] = head
         return head
 
     def framer(self, cursor: Cursor) -> Callable[[list[Payload]], list[Payload]]:
