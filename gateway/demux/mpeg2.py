@@ -22,7 +22,11 @@ are unaffected. The search for sync is bounded by max_resync.
 A unit whose picture is the I-picture beginning a GOP is a cut point (DESIGN §6):
 ``CutPoint.join`` prepends what the camera did not repeat and marks open GOPs
 ``broken_link`` (§6.3.8), so a client starting there decodes every picture it is sent
-once it skips the ``leading`` B-pictures.
+once it skips the ``leading`` B-pictures. A program stream unit whose PES packet holds
+whole pictures of the previous GOP before the GOP's headers is a cut point too: its
+join re-packs that PES packet from the headers on (``mpeg2_join``), and the unit's
+picture_type and temporal_reference describe the I-picture. ``UnitIndexed.pictures``
+counts every picture in a unit, for frame rates.
 
 Zero copy: socket reads land in large blocks (``get_buffer``, ``mpeg2_blocks``) that are
 never rewritten; a unit inside one block is a read-only view of it, and a unit that spans
@@ -32,12 +36,18 @@ blocks or reads is joined once (``bytes_copied``). The container is recognised b
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from gateway.demux.mpeg2_blocks import BlockInput
-from gateway.demux.mpeg2_join import JoinParts, build_join
+from gateway.demux.mpeg2_events import (
+    LOST_SYNC,
+    TOO_LONG,
+    Event,
+    PictureType,
+    UnitDropped,
+    UnitIndexed,
+)
+from gateway.demux.mpeg2_join import GopStart, JoinParts, Repack, build_join
 from gateway.demux.mpeg2_packets import ProgramStreamParser, TransportStreamParser
 from gateway.demux.mpeg2_scan import (
     GROUP,
@@ -50,9 +60,11 @@ from gateway.demux.mpeg2_scan import (
 )
 from gateway.demux.mpeg2_sync import ContainerDetector, ContainerFormat, FormatDetected
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.media import CutPoint, Payload
+from gateway.media import CutPoint
 
 __all__ = [
+    "LOST_SYNC",
+    "TOO_LONG",
     "ContainerFormat",
     "Event",
     "FormatDetected",
@@ -63,46 +75,6 @@ __all__ = [
 ]
 
 _UNIT_STARTS = (SEQUENCE_HEADER, GROUP, PICTURE)
-#: UnitDropped reasons.
-TOO_LONG = "unit longer than max_unit_size"
-LOST_SYNC = "lost container sync"
-
-
-class PictureType(enum.IntEnum):
-    """picture_coding_type (ISO/IEC 13818-2 Table 6-12)."""
-
-    I = 1  # noqa: E741 - the standard's name
-    P = 2
-    B = 3
-
-
-@dataclass(frozen=True, slots=True)
-class UnitIndexed:
-    """One coded picture with the headers in front of it, as received."""
-
-    #: The bytes: a read-only view of the buffer they landed in, or bytes.
-    payload: Payload
-    #: The unit's (first) picture type; None for a unit without a picture (stream end).
-    picture_type: PictureType | None
-    #: Its temporal_reference (display order within the GOP, §6.3.9).
-    temporal_reference: int | None
-    #: Set when a client may start here.
-    cut: CutPoint | None
-    #: A B-picture of an open GOP shown before its I-picture: skipped after a join.
-    leading: bool
-
-
-@dataclass(frozen=True, slots=True)
-class UnitDropped:
-    """Bytes that were not delivered: a unit too long or cut by lost sync, and what followed."""
-
-    #: Why they were dropped: TOO_LONG or LOST_SYNC.
-    reason: str
-    #: How many bytes.
-    size: int
-
-
-Event = FormatDetected | UnitIndexed | UnitDropped
 
 
 class Mpeg2Indexer:
@@ -142,7 +114,8 @@ class Mpeg2Indexer:
         self._dropping: int | None = None  # start of the bytes being dropped
         self._drop_reason = TOO_LONG
         self._lead_tr: int | None = None  # the open GOP's I-picture temporal_reference
-        self._gop: tuple[bool, bool, int] | None = None  # GOP header awaiting its picture
+        self._gop: GopStart | None = None  # GOP header awaiting its picture
+        self._seq: tuple[int, Where | None] | None = None  # sequence header since a picture
         #: Units delivered, cut points among them, units dropped, pictures merged.
         self.units = self.cuts = self.units_dropped = self.units_merged = 0
         #: Bytes of the join copies made for cut points.
@@ -279,63 +252,86 @@ class Mpeg2Indexer:
             unit.where = sc.where
         if code == SEQUENCE_HEADER:
             unit.sequence |= not unit.pictures
+            self._seq = (sc.at, sc.where)
         elif code == GROUP:
-            self._gop = (bool(sc.header[3] & 0x40), bool(sc.header[3] & 0x20), sc.last)
+            self._gop = GopStart.read(sc, self._seq)
         else:
             self._picture(unit, sc)
 
     def _picture(self, unit: _Unit, sc: StartCode) -> None:
         tr, kind = sc.header[0] << 2 | sc.header[1] >> 6, sc.header[1] >> 3 & 7
-        gop, self._gop = self._gop, None
+        gop, self._gop, self._seq = self._gop, None, None
         if gop is not None:  # the first picture of a GOP (§6.2.2.6): an I-picture
-            self._lead_tr = tr if kind == PictureType.I and not gop[0] else None
-        unit.pictures += 1
-        if unit.pictures > 1:
-            self.units_merged += 1
-            return
-        unit.kind = PictureType(kind) if kind in (1, 2, 3) else None
-        unit.tr = tr
+            self._lead_tr = tr if kind == PictureType.I and not gop.closed else None
         lead = self._lead_tr
-        unit.leading = gop is None and kind == PictureType.B and lead is not None and tr < lead
-        seq = self._scanner.sequence_header
-        if gop is not None and kind == PictureType.I and seq is not None and gop[2] > unit.start:
-            unit.gop = gop
-            unit.parts = JoinParts(
-                self.format or ContainerFormat.ES,
-                seq,
-                unit.where,
-                self._ps.last_pack if self._ps else None,
-                self._ps.mpeg1 if self._ps else False,
-                self._ts.last_pat if self._ts else None,
-                self._ts.last_pmt if self._ts else None,
-                self._ts.video_pid if self._ts else None,
-            )
+        leading = gop is None and kind == PictureType.B and lead is not None and tr < lead
+        unit.pictures += 1
+        first = unit.pictures == 1
+        unit.leading = leading and (first or unit.leading)  # all its pictures are leading
+        if first:
+            unit.kind, unit.tr = (PictureType(kind) if kind in (1, 2, 3) else None), tr
+        else:
+            self.units_merged += 1
+        if gop is not None and kind == PictureType.I and unit.gop is None:
+            parts = self._join_parts(unit, gop, first)
+            if parts is not None:  # the unit is a cut point: describe the GOP's I-picture
+                unit.gop, unit.parts, unit.kind, unit.tr = gop, parts, PictureType.I, tr
+
+    def _join_parts(self, unit: _Unit, gop: GopStart, first: bool) -> JoinParts | None:
+        """Return what the join of a unit with a GOP's I-picture needs, or None if no cut."""
+        seq, ps, ts = self._scanner.sequence_header, self._ps, self._ts
+        if seq is None:
+            return None
+        patch = None if gop.closed or gop.broken else gop.flag_at - unit.start
+        repack = None
+        if first and gop.at >= unit.start:  # the GOP header opens the unit
+            lead = b"" if unit.sequence else seq
+        elif first:  # the GOP header ended the previous unit: the join carries a copy
+            lead, patch = seq + gop.patched(), None
+        else:  # the GOP starts in the unit's first PES packet, after whole pictures
+            where = gop.where
+            if ps is None or where is None or where.packet < unit.start or not where.end:
+                return None  # TS: re-packing TS packets is not done
+            lead = b"" if gop.repeated else seq
+            repack = Repack.of(where, gop.start, unit.start)
+        return JoinParts(
+            self.format or ContainerFormat.ES,
+            lead,
+            unit.where,
+            patch,
+            repack,
+            ps.last_pack if ps else None,
+            ps.mpeg1 if ps else False,
+            ps.video_id or 0xE0 if ps else 0xE0,
+            ts.last_pat if ts else None,
+            ts.last_pmt if ts else None,
+            ts.video_pid if ts else None,
+        )
 
     def _emit(self, end: int) -> None:
         unit = self._unit
         payload = self._input.take(unit.start, end)
         cut = None
         if unit.gop is not None and unit.parts is not None:
-            closed, broken, flag_at = unit.gop
-            patch = None if closed or broken else flag_at - unit.start
-            join = build_join(unit.parts, payload, unit.sequence, patch)
+            join = build_join(unit.parts, payload)
             if join is not payload:
                 self.join_bytes += len(join)
-            cut = CutPoint(closed, broken, join)
+            cut = CutPoint(unit.gop.closed, unit.gop.broken, join)
             self.cuts += 1
         self.units += 1
-        self._events.append(UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading))
+        event = UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading, unit.pictures)
+        self._events.append(event)
 
     def _drop_begin(self) -> None:
         self._dropping, self._drop_reason = self._unit.start, TOO_LONG
-        self._lead_tr = self._gop = None
+        self._lead_tr = self._gop = self._seq = None
 
     def _lost_sync(self, at: int) -> None:
         """The container parser lost sync at offset at: drop the unit being read."""
         if self._dropping is None:
             # The GOP header may be gone; the open GOP's leading pictures stay leading.
             self._dropping, self._drop_reason = self._unit.start, LOST_SYNC
-            self._gop = None
+            self._gop = self._seq = None
 
     def _drop_end(self, end: int) -> None:
         assert self._dropping is not None
@@ -389,5 +385,5 @@ class _Unit:
         self.kind: PictureType | None = None
         self.tr: int | None = None
         self.leading = False
-        self.gop: tuple[bool, bool, int] | None = None
+        self.gop: GopStart | None = None
         self.parts: JoinParts | None = None

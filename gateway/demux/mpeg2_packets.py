@@ -162,7 +162,8 @@ class ProgramStreamParser(ResyncingParser):
                 return
             size = _mpeg1_header_size(head, self._packet)
         self.video_id = head[3]
-        self._where = Where(self.gap_start, self._packet, 0, self._pack_in_gap)
+        end = self._packet + 6 + length
+        self._where = Where(self.gap_start, self._packet, 0, self._pack_in_gap, end)
         extra = len(head) - size  # payload bytes read along with the header
         self._payload = 6 + length - len(head)
         self._head = bytearray()

@@ -48,6 +48,8 @@ class Where:
     cc: int = 0
     #: True when a PAT and a PMT (TS) or a pack header (PS) lie in [bpos, packet).
     tables: bool = False
+    #: PS: offset just past the PES packet (0 elsewhere).
+    end: int = 0
 
 
 @dataclass(slots=True)

@@ -118,7 +118,7 @@ def mpeg2_frame_data(event: object) -> FrameData | None:
         return FrameData(
             event.payload,
             "video/mpeg",
-            pictures=int(event.picture_type is not None),
+            pictures=event.pictures,
             cut=event.cut,
             leading=event.leading,
         )

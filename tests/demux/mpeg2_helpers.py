@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import random
 from typing import Any
 
 import av
 import numpy as np
 
-from gateway.demux.mpeg2 import Event, Mpeg2Indexer, UnitIndexed
+from gateway.demux.mpeg2 import Event, Mpeg2Indexer, PictureType, UnitIndexed
 from gateway.errors import RemoteProtocolError
 from gateway.sim.mpeg2 import Mpeg2Producer
 
@@ -20,6 +21,9 @@ MODES = ("all", "bytewise", "random", "buffer-small", "buffer-large", "bytearray
 Modes = tuple[str, ...]
 
 Outcome = tuple[list[Event], str | None]
+
+SEQ = b"\x00\x00\x01\xb3"
+GOP = b"\x00\x00\x01\xb8"
 
 
 @functools.cache
@@ -146,4 +150,79 @@ def joined(units: list[UnitIndexed], k: int, *, skip_leading: bool = True) -> by
 
 def expected_pictures(units: list[UnitIndexed], k: int) -> int:
     """Return the pictures a client starting at cut k should see (leading ones skipped)."""
-    return sum(1 for u in units[k:] if u.picture_type is not None and not u.leading)
+    return sum(u.pictures for u in units[k:] if not u.leading)
+
+
+#: An MPEG-2 pack header (ISO/IEC 13818-1 §2.5.3.3): SCR 0, 10.08 Mbit/s, no stuffing.
+PACK_HEADER = b"\x00\x00\x01\xba\x44\x00\x04\x00\x04\x01\x01\x89\xc3\xf8"
+
+
+def program_stream(es: bytes, bounds: list[int]) -> bytes:
+    """Return es as a program stream: a pack and a PES packet without timestamps per piece.
+
+    bounds are the elementary-stream offsets where a new PES packet begins.
+    """
+    edges = [0, *sorted(set(bounds) - {0, len(es)}), len(es)]
+    out = bytearray()
+    for a, b in itertools.pairwise(edges):
+        out += PACK_HEADER + b"\x00\x00\x01\xe0" + (b - a + 3).to_bytes(2, "big") + b"\x80\x00\x00"
+        out += es[a:b]
+    return bytes(out + b"\x00\x00\x01\xb9")
+
+
+def gop_pictures(data: bytes, demuxer: str) -> list[tuple[int, int, int]]:
+    """Return (pictures, leading pictures, I-picture temporal_reference) per GOP.
+
+    Read from the elementary stream FFmpeg's demuxer and parser hand out, independently
+    of the indexer.
+    """
+    with av.open(io.BytesIO(data), "r", format=demuxer) as container:
+        es = b"".join(bytes(p) for p in container.demux(video=0))
+    gops: list[list[int]] = []  # [pictures, leading, I tr, open]
+    at = es.find(b"\x00\x00\x01")
+    while 0 <= at < len(es) - 6:
+        code = es[at + 3]
+        if code == 0xB8:
+            gops.append([0, 0, -1, not es[at + 7] & 0x40])
+        elif code == 0x00 and gops:
+            gop = gops[-1]
+            tr, kind = es[at + 4] << 2 | es[at + 5] >> 6, es[at + 5] >> 3 & 7
+            if gop[2] < 0:
+                gop[2] = tr
+            gop[0] += 1
+            gop[1] += bool(gop[3] and kind == 3 and tr < gop[2])
+        at = es.find(b"\x00\x00\x01", at + 3)
+    return [(n, lead, tr) for n, lead, tr, _ in gops]
+
+
+def check_every_gop(data: bytes, units: list[UnitIndexed], demuxer: str) -> list[int]:
+    """Check that every GOP is a cut point whose join decodes what it should; return the cuts.
+
+    A client starting at GOP i gets every picture from there on except the leading
+    B-pictures of GOP i (FFmpeg drops those it is sent) and the leading units after the
+    next cut point (skipped: the client never gets them).
+    """
+    gops = gop_pictures(data, demuxer)
+    cuts = [k for k, u in enumerate(units) if u.cut is not None]
+    assert len(cuts) == len(gops)
+    assert sum(u.pictures for u in units) == sum(n for n, _, _ in gops)
+    for i, k in enumerate(cuts):
+        assert units[k].picture_type is PictureType.I
+        assert units[k].temporal_reference == gops[i][2]
+        assert not units[k].leading
+        later = cuts[i + 1] if i + 1 < len(cuts) else len(units)
+        skipped = sum(u.pictures for u in units[later:] if u.leading)
+        want = sum(n for n, _, _ in gops[i:]) - gops[i][1] - skipped
+        assert decode(joined(units, k), demuxer) == (want, 0), (i, k)
+    return cuts
+
+
+def strip_repeats(es: bytes) -> bytes:
+    """Remove every sequence header (and its extensions) after the first one."""
+    first = es.index(SEQ)
+    out, pos = bytearray(es[: first + 4]), first + 4
+    while (at := es.find(SEQ, pos)) >= 0:
+        gop = es.index(GOP, at)
+        out += es[pos:at]
+        pos = gop
+    return bytes(out + es[pos:])

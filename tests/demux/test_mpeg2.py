@@ -13,7 +13,9 @@ from gateway.demux.mpeg2 import (
 )
 from tests.demux.mpeg2_helpers import (
     DEMUXER,
+    GOP,
     MODES,
+    SEQ,
     Modes,
     decode,
     expected_pictures,
@@ -21,11 +23,9 @@ from tests.demux.mpeg2_helpers import (
     ffmpeg_stream,
     joined,
     sim_stream,
+    strip_repeats,
     units_of,
 )
-
-SEQ = b"\x00\x00\x01\xb3"
-GOP = b"\x00\x00\x01\xb8"
 
 
 def check_cuts(
@@ -98,31 +98,6 @@ def test_small_pictures_share_packs(muxer: str) -> None:
         pictures, errors = decode(joined(units, k), "mpeg")
         assert errors == 0, k
         assert pictures >= len(units) - k  # at least one picture per unit (closed GOPs)
-
-
-@pytest.mark.xfail(strict=True, reason="a GOP header in a PES packet after a whole picture")
-@pytest.mark.parametrize("muxer", ["mpeg", "vob"])
-def test_small_pictures_every_gop_is_a_cut_point(muxer: str) -> None:
-    """Known gap: a GOP that starts in the PES packet of an earlier picture is no cut point.
-
-    The unit then starts with that earlier picture (a B- or P-picture of the previous
-    GOP), so a client starting there would decode it without its references; making it
-    a cut point needs a join that re-packs the PES packet from the sequence header on.
-    """
-    data = ffmpeg_stream(muxer, False, pictures=60, size=(160, 120))
-    units = units_of(feed_every_way(data, ("all",))[0])
-    assert sum(u.cut is not None for u in units) == data.count(GOP)
-
-
-def strip_repeats(es: bytes) -> bytes:
-    """Remove every sequence header (and its extensions) after the first one."""
-    first = es.index(SEQ)
-    out, pos = bytearray(es[: first + 4]), first + 4
-    while (at := es.find(SEQ, pos)) >= 0:
-        gop = es.index(GOP, at)
-        out += es[pos:at]
-        pos = gop
-    return bytes(out + es[pos:])
 
 
 @pytest.mark.parametrize("open_gop", [False, True], ids=["closed", "open"])

@@ -59,15 +59,16 @@ def test_mjpeg_frame_data() -> None:
 
 def test_mpeg2_frame_data_is_one_indexed_unit_with_its_cut_point() -> None:
     cut = CutPoint(closed_gop=False, broken_link=False, join=b"join")
-    unit = UnitIndexed(b"\x00\x00\x01\x00", PictureType.I, 2, cut, leading=False)
+    unit = UnitIndexed(b"\x00\x00\x01\x00", PictureType.I, 2, cut, leading=False, pictures=3)
     data = mpeg2_frame_data(unit)
     assert data is not None
-    assert (data.content_type, data.pictures, data.headers) == ("video/mpeg", 1, ())
+    # Pictures that start in one container packet share a unit; fps_in counts them all.
+    assert (data.content_type, data.pictures, data.headers) == ("video/mpeg", 3, ())
     assert (data.cut, data.leading) == (cut, False)
-    leading = mpeg2_frame_data(UnitIndexed(b"b", PictureType.B, 0, None, leading=True))
+    leading = mpeg2_frame_data(UnitIndexed(b"b", PictureType.B, 0, None, True, 1))
     assert leading is not None
     assert (leading.cut, leading.leading, leading.pictures) == (None, True, 1)
-    tail = mpeg2_frame_data(UnitIndexed(b"\x00\x00\x01\xb7", None, None, None, leading=False))
+    tail = mpeg2_frame_data(UnitIndexed(b"\x00\x00\x01\xb7", None, None, None, False, 0))
     assert tail is not None
     assert tail.pictures == 0  # bytes after the last picture (sequence end) still go out
     assert mpeg2_frame_data(raw("video/mpeg", pictures=3)) is None

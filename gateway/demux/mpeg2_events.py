@@ -1,0 +1,55 @@
+"""Events of the MPEG-2 indexer (``gateway.demux.mpeg2``): units indexed and dropped."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from gateway.demux.mpeg2_sync import FormatDetected
+from gateway.media import CutPoint, Payload
+
+#: UnitDropped reasons.
+TOO_LONG = "unit longer than max_unit_size"
+LOST_SYNC = "lost container sync"
+
+
+class PictureType(enum.IntEnum):
+    """picture_coding_type (ISO/IEC 13818-2 Table 6-12)."""
+
+    I = 1  # noqa: E741 - the standard's name
+    P = 2
+    B = 3
+
+
+@dataclass(frozen=True, slots=True)
+class UnitIndexed:
+    """One coded picture (or several that start in one container packet), as received."""
+
+    #: The bytes: a read-only view of the buffer they landed in, or bytes.
+    payload: Payload
+    #: The type of the unit's first picture, or at a cut point of the GOP's I-picture
+    #: (what a joining client starts with); None for a unit without a picture.
+    picture_type: PictureType | None
+    #: That picture's temporal_reference (display order within its GOP, §6.3.9).
+    temporal_reference: int | None
+    #: Set when a client may start here.
+    cut: CutPoint | None
+    #: Every picture in it is a B-picture of an open GOP shown before its I-picture:
+    #: skipped after a join.
+    leading: bool
+    #: Coded pictures that start in the payload (more than one when a container packet
+    #: holds several; 0 for the bytes after the last picture).
+    pictures: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitDropped:
+    """Bytes that were not delivered: a unit too long or cut by lost sync, and what followed."""
+
+    #: Why they were dropped: TOO_LONG or LOST_SYNC.
+    reason: str
+    #: How many bytes.
+    size: int
+
+
+Event = FormatDetected | UnitIndexed | UnitDropped
