@@ -162,11 +162,11 @@ class _Watcher:
                 report.gop = self.pictures_since_cut
             report.closed_gop = unit.cut.closed_gop
             self.pictures_since_cut = 0
-        if unit.picture_type is None:
+        if not unit.pictures:
             return
-        self._count(now)
+        self._count(now, unit.pictures)
         if self.pictures_since_cut is not None:
-            self.pictures_since_cut += 1
+            self.pictures_since_cut += unit.pictures
         if report.resolution is None:
             info = mpeg_video_info(unit.payload)
             if info is not None:
