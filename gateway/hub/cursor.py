@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from gateway.hub.budget import Priority
+from gateway.hub.membership import Membership
 from gateway.media import NS_PER_SECOND, Payload
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ _FPS_WINDOW_NS = 2 * NS_PER_SECOND
 _MAX_INFLIGHT = 8192
 
 
-class Cursor:
+class Cursor(Membership):
     """One client's read position in a ring; use as a (async) context manager.
 
     Leaving the ``with`` block, however it is left, removes the cursor from the ring.
@@ -120,23 +120,7 @@ class Cursor:
             0 if start is None or newest is None else newest.received_ns - start.received_ns
         )
 
-    # -- context management ----------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    # -- leaving ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Leave the ring; idempotent."""

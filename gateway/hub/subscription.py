@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from gateway.errors import LocalProtocolError
 from gateway.hub.budget import Priority
+from gateway.hub.membership import Membership
 from gateway.hub.rate import RateSelector
 from gateway.media import NS_PER_SECOND, Frame
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _FPS_WINDOW_NS = 2 * NS_PER_SECOND
 
 
-class Subscription:
+class Subscription(Membership):
     """One client's view of a stream; use as a (async) context manager.
 
     Leaving the ``with`` block, however it is left, removes the subscription.
@@ -89,23 +89,7 @@ class Subscription:
         #: Delivered frames per second of source time, over the last ~2 s.
         self.delivered_fps = 0.0
 
-    # -- context management ----------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    # -- leaving ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Leave the stream and release the pending frame; idempotent."""

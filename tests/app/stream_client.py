@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import av
 
-from tests.publish.axis_client import Gateway, camera_toml
+from tests.publish.axis_client import Gateway, camera_toml, read_head
 
 #: MPEG-2 start codes (ISO/IEC 13818-2 §6.2.1): sequence header, picture.
 SEQUENCE_HEADER = b"\x00\x00\x01\xb3"
@@ -49,11 +49,7 @@ async def open_stream(
     reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
     writer.write(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     client = ByteClient()
-    status_line = (await reader.readline()).decode()
-    client.status = int(status_line.split()[1])
-    while (line := (await reader.readline()).decode().strip()) != "":
-        name, _, value = line.partition(":")
-        client.head[name.strip().lower()] = value.strip()
+    client.status, client.head = await read_head(reader)
     return reader, writer, client
 
 

@@ -111,12 +111,18 @@ async def open_mjpeg(
     reader, writer = await asyncio.open_connection(host, port, limit=2**20)
     writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     client = MjpegClient()
+    client.status, client.head = await read_head(reader)
+    return reader, writer, client
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """Read a response head: the status code and the headers (lower-case names)."""
     status_line = (await reader.readline()).decode()
-    client.status = int(status_line.split()[1])
+    head: dict[str, str] = {}
     while (line := (await reader.readline()).decode().strip()) != "":
         name, _, value = line.partition(":")
-        client.head[name.strip().lower()] = value.strip()
-    return reader, writer, client
+        head[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), head
 
 
 async def read_parts(
