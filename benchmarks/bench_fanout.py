@@ -267,12 +267,18 @@ fps = 25
 
 
 @contextmanager
-def gateway(sim_port: int, tmp: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Run ``gateway serve`` with one camera fed by the simulator."""
+def gateway(
+    sim_port: int, tmp: Path, toml: str = GATEWAY_TOML, **values: object
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Run ``gateway serve`` with ``toml`` (one camera fed by the simulator) on a free port.
+
+    ``toml`` is formatted with ``port``, ``sim_port`` and ``values``.
+    """
     port = free_port()
-    config = tmp / "gateway.toml"
-    config.write_text(GATEWAY_TOML.format(port=port, sim_port=sim_port))
-    log = (tmp / "gateway.log").open("wb")
+    stem = "gateway-" + "-".join(str(v) for v in values.values()) if values else "gateway"
+    config = tmp / f"{stem}.toml"
+    config.write_text(toml.format(port=port, sim_port=sim_port, **values))
+    log = (tmp / f"{stem}.log").open("wb")
     proc = spawn(
         [sys.executable, "-m", "gateway", "--log-level", "warning",
          "serve", "--config", str(config)],

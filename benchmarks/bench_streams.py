@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import urllib.request
@@ -33,18 +32,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench_fanout import (
-    ROOT,
-    LoadGen,
-    cpu_seconds,
-    free_port,
-    measure,
-    simulator,
-    spawn,
-    status,
-    stop,
-    wait_port,
-)
+from bench_fanout import LoadGen, cpu_seconds, measure, simulator, status
+from bench_fanout import gateway as fanout_gateway
 
 GATEWAY_TOML = """\
 [server]
@@ -73,21 +62,8 @@ PATHS = {
 @contextmanager
 def gateway(sim_port: int, tmp: Path, prebuffer: float) -> Iterator[tuple[int, int]]:
     """Run ``gateway serve`` with every stream of one simulated camera; yield (pid, port)."""
-    port = free_port()
-    config = tmp / f"gateway-{prebuffer}.toml"
-    config.write_text(GATEWAY_TOML.format(port=port, sim_port=sim_port, prebuffer=prebuffer))
-    log = (tmp / f"gateway-{prebuffer}.log").open("wb")
-    proc = spawn(
-        [sys.executable, "-m", "gateway", "--log-level", "warning",
-         "serve", "--config", str(config)],
-        cwd=ROOT, stderr=log,
-    )  # fmt: skip
-    try:
-        wait_port(port, proc)
+    with fanout_gateway(sim_port, tmp, GATEWAY_TOML, prebuffer=prebuffer) as (proc, port):
         yield proc.pid, port
-    finally:
-        stop(proc)
-        log.close()
 
 
 def api_stream(port: int, kind: str) -> dict[str, Any]:
