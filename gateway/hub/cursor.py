@@ -311,6 +311,12 @@ class Cursor(Membership):
                 self._pass(frame.size)
         return cut
 
+    def _rejoin(self, seq: int) -> None:
+        """Drop what is pending before ``seq`` and join again at a cut point from there."""
+        self._pass_to(seq)
+        self._join = True
+        self._skip_leading = False
+
     def _seek_cut(self) -> None:
         ring = self._ring
         target = ring._cut_at_or_after(self._pos)

@@ -116,6 +116,12 @@ class Ring:
         if self.closed:
             raise LocalProtocolError("publish() on a closed ring")
         seq = self._first + len(self._frames)
+        if frame.seq == 0 and self.frames_published:
+            # A new upstream connection: its bytes do not continue the old ones (an open
+            # GOP's leading pictures would reference pictures of the old connection), so
+            # every reader joins again at the new connection's first cut point.
+            for cur in self._cursors:
+                cur._rejoin(seq)
         size = len(frame.payload)
         self._frames.append(frame)
         self._starts.append(self._total)

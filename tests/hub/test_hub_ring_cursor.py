@@ -375,3 +375,25 @@ async def test_a_parked_cursor_gets_frames_from_publish_until_its_writer_hands_b
         await asyncio.sleep(0)
         ring.close()
         assert await asyncio.wait_for(task, 1) is False  # closed and drained
+
+
+def test_a_new_upstream_connection_makes_every_reader_join_again() -> None:
+    ring = Ring()
+    old = Source(gop=12)
+    old.publish(ring, 12)
+    with ring.subscribe() as cur:
+        cur.take(1 << 20)
+        old.publish(ring, 5)  # the old connection's next GOP begins
+        assert len(cur.take(1)) == 1  # four of its pictures not taken yet
+        # The camera reconnects: Frame.seq restarts at 0 with an open GOP whose leading
+        # B-pictures reference the old connection's pictures.
+        new = Source(gop=12, open_gop=True)
+        new.n = 0
+        frames = new.publish(ring, 16)
+        out = cur.take(1 << 20)
+        assert frames[0].cut is not None
+        assert out[0] is frames[0].cut.join  # joined again, at the new first cut point
+        # The old connection's untaken pictures were dropped (skipped), nothing else was.
+        assert len(out) == 16
+        assert cur.skipped == 4
+        assert cur.cuts == 0
