@@ -11,7 +11,6 @@ import asyncio
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from aiohttp import web
@@ -23,21 +22,17 @@ from gateway.media import NS_PER_SECOND, Frame, Payload, StreamKind
 from gateway.transcode import ParamError
 from gateway.transcode.audio import AudioDecoder, PcmBlock, codec_for
 
-from .egress import ClientEgress
 from .fanout import AxisSettings
 from .handlers import MJPEG_HEADERS, SETTINGS
 from .options import CRLF
 from .streaming import (
     AUDIO_PARAMS,
-    cursor_clients,
+    CursorSource,
     error,
     find_config,
     parse_stream_options,
     serve_cursor,
 )
-
-if TYPE_CHECKING:
-    from gateway.ingest import CameraStream
 
 #: Seconds of audio parts the ring holds (every part is a cut point: nothing to seek).
 RING_SECONDS = 2.0
@@ -89,7 +84,7 @@ class LevelMeter:
         return round(max(10 * math.log10(mean / FULL_SCALE**2), SILENCE_DBFS), 2)
 
 
-class AudioSource:
+class AudioSource(CursorSource):
     """One camera's audio fan-out, decoder and level meter."""
 
     def __init__(
@@ -103,22 +98,23 @@ class AudioSource:
         decoder: AudioDecoder | None = None,
     ) -> None:
         """Create the ring and the decoder (its thread starts with the first part)."""
-        self.camera = camera
-        self.settings = settings
-        self.max_clients = max_clients
-        self.client_buffer_bytes = client_buffer_bytes
-        self.ring = Ring(
+        ring = Ring(
             StreamKind.AUDIO,
             name=camera.name,
             seconds=RING_SECONDS,
             max_bytes=RING_MAX_BYTES,
             max_subscribers=max_clients,
         )
+        super().__init__(
+            camera,
+            ring,
+            max_clients=max_clients,
+            client_buffer_bytes=client_buffer_bytes,
+            settings=settings,
+        )
         self.meter = LevelMeter()
         # The decoder picks each part's codec with codec_for(content type, audio_codec).
         self.decoder = decoder or AudioDecoder(camera.audio_codec, self.meter.add, loop=loop)
-        self.egress: dict[Cursor, ClientEgress] = {}
-        self.ingest: CameraStream | None = None
         self._heads: dict[str, bytes] = {}
 
     def on_frame(self, frame: Frame) -> None:
@@ -151,10 +147,6 @@ class AudioSource:
             return chunks
 
         return wrap
-
-    def clients(self) -> list[dict[str, object]]:
-        """Return the ``/api`` client entries (kind ``audio``)."""
-        return cursor_clients(self.ring, self.egress)
 
     def stats(self) -> dict[str, object]:
         """Return the decoder's figures for ``/api`` ``streams.audio``."""

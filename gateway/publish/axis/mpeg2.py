@@ -10,31 +10,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from aiohttp import web
 
 from gateway.config import CameraConfig
-from gateway.hub import Cursor, Ring, StreamFullError
+from gateway.hub import Ring, StreamFullError
 from gateway.media import NS_PER_SECOND, Frame, StreamKind
 from gateway.transcode import ParamError
 
-from .egress import ClientEgress
 from .fanout import AxisSettings
 from .handlers import SETTINGS
 from .streaming import (
     BUFFER_PARAMS,
     VIDEO_PARAMS,
+    CursorSource,
     Parser,
-    cursor_clients,
     error,
     find_config,
     parse_stream_options,
     serve_cursor,
 )
-
-if TYPE_CHECKING:
-    from gateway.ingest import CameraStream
 
 #: Bound on the bytes the prebuffer holds, whatever ``mpeg2_prebuffer_seconds`` says.
 PREBUFFER_MAX_BYTES = 64 * 2**20
@@ -44,7 +40,7 @@ VIDEO_PATH = "/axis-cgi/mpeg2/video.cgi"
 BUFFER_PATH = "/axis-cgi/mpeg2/buffer.cgi"
 
 
-class Mpeg2Source:
+class Mpeg2Source(CursorSource):
     """One camera's MPEG-2 fan-out and prebuffer."""
 
     def __init__(
@@ -57,28 +53,24 @@ class Mpeg2Source:
         max_bytes: int = PREBUFFER_MAX_BYTES,
     ) -> None:
         """Create the ring: ``camera.mpeg2_prebuffer_seconds`` and ``max_bytes`` bound it."""
-        self.camera = camera
-        self.settings = settings
-        self.max_clients = max_clients
-        self.client_buffer_bytes = client_buffer_bytes
-        self.ring = Ring(
+        ring = Ring(
             StreamKind.MPEG2,
             name=camera.name,
             seconds=camera.mpeg2_prebuffer_seconds,
             max_bytes=max_bytes,
             max_subscribers=max_clients,
         )
-        #: The client sockets, for the API's queue figures.
-        self.egress: dict[Cursor, ClientEgress] = {}
-        self.ingest: CameraStream | None = None
+        super().__init__(
+            camera,
+            ring,
+            max_clients=max_clients,
+            client_buffer_bytes=client_buffer_bytes,
+            settings=settings,
+        )
 
     def on_frame(self, frame: Frame) -> None:
         """Take one picture from the ingest (its ``on_frame``)."""
         self.ring.publish(frame)
-
-    def clients(self) -> list[dict[str, object]]:
-        """Return the ``/api`` client entries (kind ``mpeg2``)."""
-        return cursor_clients(self.ring, self.egress)
 
     def stats(self) -> dict[str, object]:
         """Return the prebuffer's figures for ``/api`` ``streams.mpeg2``."""

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,6 +25,9 @@ from .egress import ClientEgress
 from .fanout import AxisSettings
 from .handlers import _MultipartResponse
 from .options import MAX_SECONDS, MIN_MAXLAG_MS, integer
+
+if TYPE_CHECKING:
+    from gateway.ingest import CameraStream
 
 #: Parses one query value; raises ParamError with a one-line reason.
 Parser = Callable[[str], int]
@@ -93,6 +97,34 @@ def find_config(request: web.Request) -> CameraConfig:
     if camera is None:
         raise web.HTTPNotFound(text=f"Error: no camera {key[:40]!r}\n", content_type="text/plain")
     return camera
+
+
+class CursorSource:
+    """One camera's byte-stream fan-out: its ring and each client's socket, for the API."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        ring: Ring,
+        *,
+        max_clients: int,
+        client_buffer_bytes: int,
+        settings: AxisSettings,
+    ) -> None:
+        """Serve ``ring`` (bounded to ``max_clients`` cursors) to ``camera``'s clients."""
+        self.camera = camera
+        self.ring = ring
+        self.max_clients = max_clients
+        self.client_buffer_bytes = client_buffer_bytes
+        self.settings = settings
+        #: The client sockets, for the API's queue figures.
+        self.egress: dict[Cursor, ClientEgress] = {}
+        #: The ingest feeding ``on_frame`` (set by the app).
+        self.ingest: CameraStream | None = None
+
+    def clients(self) -> list[dict[str, object]]:
+        """Return the ``/api`` client entries of this camera's stream."""
+        return cursor_clients(self.ring, self.egress)
 
 
 def cursor_clients(ring: Ring, egress: Mapping[Cursor, ClientEgress]) -> list[dict[str, object]]:
