@@ -7,6 +7,7 @@ camera is 404; the gateway running out of room (clients, variants) is 503.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -57,6 +58,22 @@ class _MultipartResponse(web.StreamResponse):
 
     # As for WebSockets: the body is not HTTP-framed by aiohttp; the connection closes.
     _length_check = False
+
+
+async def open_body(
+    request: web.Request, headers: Mapping[str, str]
+) -> tuple[web.StreamResponse, ClientEgress | None]:
+    """Send the response head; return the response and the socket side that writes the body.
+
+    The egress is None when the client is already gone.
+    """
+    response = _MultipartResponse(headers=headers)
+    response.force_close()
+    writer = await response.prepare(request)
+    transport = request.transport
+    if writer is None or transport is None or transport.is_closing():
+        return response, None
+    return response, ClientEgress(transport, writer)
 
 
 def _error(status: int, reason: object) -> web.Response:
@@ -117,13 +134,9 @@ async def _serve(
     options: MjpegOptions,
     parts: PartCache | None,
 ) -> web.StreamResponse:
-    response = _MultipartResponse(headers=MJPEG_HEADERS)
-    response.force_close()
-    writer = await response.prepare(request)
-    transport = request.transport
-    if writer is None or transport is None or transport.is_closing():
+    response, egress = await open_body(request, MJPEG_HEADERS)
+    if egress is None:
         return response
-    egress = ClientEgress(transport, writer)
     fanout.egress[sub] = egress
     try:
         pump = _Pump(sub, egress, options, fanout.settings.write_deadline, parts)

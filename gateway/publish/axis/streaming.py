@@ -23,7 +23,7 @@ from gateway.media import Payload
 
 from .egress import ClientEgress
 from .fanout import AxisSettings
-from .handlers import _MultipartResponse
+from .handlers import open_body
 from .options import MAX_SECONDS, MIN_MAXLAG_MS, integer
 
 if TYPE_CHECKING:
@@ -325,13 +325,9 @@ async def serve_cursor(
 
     ``clients`` maps each live cursor to its socket side, for the API.
     """
-    response = _MultipartResponse(headers=headers)
-    response.force_close()
-    writer = await response.prepare(request)
-    transport = request.transport
-    if writer is None or transport is None or transport.is_closing():
+    response, egress = await open_body(request, headers)
+    if egress is None:
         return response
-    egress = ClientEgress(transport, writer)
     if options.maxlag_ns is not None:
         egress.limit_send_buffer(MAXLAG_SEND_BUFFER)
     clients[cursor] = egress
