@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from gateway.demux.multipart import Event, MultipartDemuxer
-from gateway.errors import RemoteProtocolError
+from tests.demux.feeding import feed_one
 
 #: What one way of feeding produced: the events, then the error message if one was raised.
 Outcome = tuple[list[Event], str | None]
@@ -17,34 +16,7 @@ Feeder = Callable[..., Outcome]
 
 
 def _feed(demuxer: MultipartDemuxer, data: bytes, mode: str) -> Outcome:
-    events: list[Event] = []
-    try:
-        if mode == "all":
-            events += demuxer.receive_data(data)
-        elif mode == "bytewise":
-            for i in range(len(data)):
-                events += demuxer.receive_data(data[i : i + 1])
-        elif mode == "random":
-            rng = random.Random(len(data))
-            i = 0
-            while i < len(data):
-                n = rng.randint(1, 97)
-                events += demuxer.receive_data(memoryview(data)[i : i + n])
-                i += n
-        else:  # the BufferedProtocol path: small or large size hints, short reads
-            hint, short = (1, 5) if mode == "buffer-small" else (-1, 1 << 30)
-            i = 0
-            while i < len(data):
-                buf = demuxer.get_buffer(hint)
-                assert len(buf) >= 1
-                n = min(len(buf), len(data) - i, short)
-                buf[:n] = data[i : i + n]
-                events += demuxer.buffer_updated(n)
-                i += n
-        events += demuxer.receive_eof()
-    except RemoteProtocolError as exc:
-        return events, str(exc)
-    return events, None
+    return feed_one(demuxer, data, mode)
 
 
 MODES = ("all", "bytewise", "random", "buffer-small", "buffer-large")

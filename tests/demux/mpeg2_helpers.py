@@ -5,15 +5,14 @@ from __future__ import annotations
 import functools
 import io
 import itertools
-import random
 from typing import Any
 
 import av
 import numpy as np
 
 from gateway.demux.mpeg2 import Event, Mpeg2Indexer, PictureType, UnitIndexed
-from gateway.errors import RemoteProtocolError
 from gateway.sim.mpeg2 import Mpeg2Producer
+from tests.demux.feeding import feed_one
 
 #: PyAV demuxer names per container.
 DEMUXER = {"es": "mpegvideo", "ps": "mpeg", "ts": "mpegts"}
@@ -64,35 +63,12 @@ def ffmpeg_stream(
 def feed(data: bytes, mode: str, **limits: Any) -> Outcome:
     """Feed data to a fresh indexer in one way; return the events and any error message."""
     indexer = Mpeg2Indexer(**limits)
-    events: list[Event] = []
-    try:
-        if mode == "all":
-            events += indexer.receive_data(data)
-        elif mode == "bytewise":
-            for i in range(len(data)):
-                events += indexer.receive_data(data[i : i + 1])
-        elif mode in ("random", "bytearray"):
-            rng = random.Random(len(data))
-            i = 0
-            while i < len(data):
-                n = rng.randint(1, 3000)
-                piece = data[i : i + n]
-                events += indexer.receive_data(bytearray(piece) if mode == "bytearray" else piece)
-                i += n
-        else:
-            hint, short = (7, 5) if mode == "buffer-small" else (-1, 100_000)
-            i = 0
-            while i < len(data):
-                buf = indexer.get_buffer(hint)
-                n = min(len(buf), len(data) - i, short)
-                buf[:n] = data[i : i + n]
-                events += indexer.buffer_updated(n)
-                i += n
-        events += indexer.receive_eof()
-    except RemoteProtocolError as exc:
-        return events, str(exc)
-    assert indexer.bytes_received == len(data)
-    return events, None
+    events, error = feed_one(
+        indexer, data, mode, max_piece=3000, small_hint=7, large_read=100_000, views=False
+    )
+    if error is None:
+        assert indexer.bytes_received == len(data)
+    return events, error
 
 
 def normal(events: list[Event]) -> list[tuple[object, ...]]:
