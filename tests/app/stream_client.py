@@ -4,7 +4,6 @@ raw byte-stream clients, and FFmpeg decoding of what they received."""
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 import av
 
+from tests.demux.mpeg2_helpers import decode
 from tests.publish.axis_client import Gateway, camera_toml, read_head
 
 #: MPEG-2 start codes (ISO/IEC 13818-2 §6.2.1): sequence header, picture.
@@ -110,17 +110,8 @@ async def fetch(port: int, target: str, *, seconds: float = 30.0) -> ByteClient:
 
 def decode_mpeg2(data: bytes) -> tuple[int, int, list[str]]:
     """Return (pictures, errors, FFmpeg error logs) of an MPEG-2 elementary stream."""
-    pictures = errors = 0
     with av.logging.Capture() as logs:
-        try:
-            with av.open(io.BytesIO(data), "r", format="mpegvideo") as container:
-                for packet in container.demux(video=0):
-                    try:
-                        pictures += len(packet.decode())
-                    except av.error.FFmpegError:
-                        errors += 1
-        except av.error.FFmpegError:
-            errors += 1
+        pictures, errors = decode(data, "mpegvideo")
     bad = [str(msg) for level, _, msg in logs if level <= av.logging.ERROR]
     return pictures, errors, bad
 
