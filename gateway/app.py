@@ -16,13 +16,14 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.config import CameraConfig, GatewayConfig, UserConfig, is_loopback
-from gateway.hub import EgressBudget
+from gateway.hub import CameraMedia, EgressBudget, MediaSettings, RenditionHandle
 from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
 from gateway.metrics import CONTENT_TYPE, make_registry, render
 from gateway.publish import axis
 from gateway.publish import web as web_page
 from gateway.sim import SimOptions, SimServer
+from gateway.transcode import PCM_KEY, rendition_specs
 
 log = logging.getLogger("gateway.app")
 
@@ -34,46 +35,48 @@ class CameraRuntime:
     """Everything live for one configured camera."""
 
     config: CameraConfig
+    #: The camera's media: sources, renditions, upstream rate (every publisher reads it).
+    media: CameraMedia
+    #: One ingest per enabled upstream stream.
     streams: dict[StreamKind, CameraStream] = field(default_factory=dict)
     #: The in-process simulator standing in for the camera (``source = "sim"``).
     sim: SimServer | None = None
-    #: MJPEG fan-out to Axis clients (None when the camera's MJPEG stream is off).
-    fanout: axis.CameraFanout | None = None
-    #: MPEG-2 fan-out and prebuffer (None when the camera's MPEG-2 stream is off).
-    mpeg2: axis.Mpeg2Source | None = None
-    #: Audio fan-out, decoder and level meter (None when the camera's audio is off).
-    audio: axis.AudioSource | None = None
+    #: The Axis publisher's side of the camera.
+    axis: axis.AxisCamera | None = None
+    #: Renditions the camera holds for as long as it runs (the PCM level meter).
+    held: list[RenditionHandle[Any]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         """Return the ``/api/cameras`` shape for this camera (credentials redacted)."""
-        streams = {kind.value: s.snapshot() for kind, s in self.streams.items()}
-        clients: list[dict[str, object]] = []
-        if self.fanout is not None:
-            clients += self.fanout.clients()
-        if self.mpeg2 is not None:
-            streams[StreamKind.MPEG2.value].update(self.mpeg2.stats())
-            clients += self.mpeg2.clients()
-        if self.audio is not None:
-            streams[StreamKind.AUDIO.value].update(self.audio.stats())
-            clients += self.audio.clients()
+        streams = {kind: s.snapshot() for kind, s in self.streams.items()}
+        extra = [self.media.stats()]
+        if self.axis is not None:
+            extra.append(self.axis.stats())
+        pcm = self.media.renditions.get(PCM_KEY)
+        if pcm is not None:
+            extra.append({StreamKind.AUDIO: pcm.stats()})
+        for figures in extra:
+            for kind, values in figures.items():
+                if kind in streams:
+                    streams[kind].update(values)
         return {
             "name": self.config.name,
             "index": self.config.index,
             "source": redact(self.config.source),
-            "streams": streams,
-            "clients": clients,
+            "streams": {kind.value: values for kind, values in streams.items()},
+            "renditions": self.media.renditions.stats(),
+            "clients": [] if self.axis is None else self.axis.clients(),
         }
 
     async def aclose(self) -> None:
-        """Stop the ingest, then the fan-outs (their clients end), then the simulator."""
+        """Stop the ingest, then the media (its readers end), then the simulator."""
         for stream in self.streams.values():
             await stream.stop()
-        if self.fanout is not None:
-            await self.fanout.aclose()
-        if self.mpeg2 is not None:
-            self.mpeg2.close()
-        if self.audio is not None:
-            await self.audio.aclose()
+        for handle in self.held:
+            handle.release()
+        if self.axis is not None:
+            await self.axis.aclose()
+        await self.media.aclose()
         if self.sim is not None:
             await self.sim.stop()
 
@@ -94,15 +97,34 @@ def _stream_kinds(camera: CameraConfig) -> list[StreamKind]:
     return [kind for kind, on in enabled.items() if on]
 
 
+def _media(app: web.Application, camera: CameraConfig) -> CameraMedia:
+    """Return the camera's media with the renditions ``gateway/transcode`` makes."""
+    config, settings = app[CONFIG], app[axis.SETTINGS]
+    return CameraMedia(
+        camera,
+        loop=asyncio.get_running_loop(),
+        settings=MediaSettings(
+            max_clients=config.limits.max_clients_per_camera,
+            upstream_lower_after=settings.upstream_lower_after,
+        ),
+        budget=app[BUDGET],
+        specs=rendition_specs(
+            variant_linger=settings.variant_linger, max_variants=settings.max_variants
+        ),
+    )
+
+
 async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Start the simulators and one ingest per camera stream; stop them all on exit."""
+    """Start the simulators, each camera's media and one ingest per stream; stop them all."""
     config = app[CONFIG]
     runtimes = app[CAMERAS]
-    loop = asyncio.get_running_loop()
     try:
         for camera in config.cameras:
-            runtime = CameraRuntime(camera)
-            runtimes[camera.name] = runtime
+            media = _media(app, camera)
+            runtime = runtimes[camera.name] = CameraRuntime(camera, media)
+            runtime.axis = axis.AxisCamera(app, media, config)
+            if media.audio is not None:
+                runtime.held.append(media.renditions.acquire(PCM_KEY))
             base_url = None
             if camera.is_sim:
                 size = camera.resolution or (640, 480)
@@ -111,75 +133,16 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
                 base_url = runtime.sim.url
                 log.info("camera %s: simulator on %s", camera.name, base_url)
             for kind in _stream_kinds(camera):
-                stream = CameraStream(camera, kind, base_url=base_url)
+                stream = CameraStream(
+                    camera, kind, base_url=base_url, on_frame=media.on_frame(kind)
+                )
                 runtime.streams[kind] = stream
-                if kind is StreamKind.MJPEG:
-                    runtime.fanout = _fanout(app, camera, stream, loop)
-                elif kind is StreamKind.MPEG2:
-                    runtime.mpeg2 = _mpeg2(app, camera, stream)
-                else:
-                    runtime.audio = _audio(app, camera, stream, loop)
+                media.attach(kind, stream)
                 await stream.start()
         yield
     finally:
         for runtime in runtimes.values():
             await runtime.aclose()
-
-
-def _fanout(
-    app: web.Application,
-    camera: CameraConfig,
-    stream: CameraStream,
-    loop: asyncio.AbstractEventLoop,
-) -> axis.CameraFanout:
-    """Feed the camera's MJPEG ingest into a fan-out that sets the upstream rate."""
-    fanout = axis.CameraFanout(
-        camera,
-        budget=app[BUDGET],
-        max_clients=app[CONFIG].limits.max_clients_per_camera,
-        settings=app[axis.SETTINGS],
-        loop=loop,
-    )
-    fanout.ingest = stream
-    stream.on_frame = fanout.on_frame
-    app[axis.FANOUTS][camera.name] = fanout
-    return fanout
-
-
-def _mpeg2(app: web.Application, camera: CameraConfig, stream: CameraStream) -> axis.Mpeg2Source:
-    """Feed the camera's MPEG-2 ingest into its ring (fan-out and prebuffer)."""
-    limits = app[CONFIG].limits
-    source = axis.Mpeg2Source(
-        camera,
-        max_clients=limits.max_clients_per_camera,
-        client_buffer_bytes=limits.client_buffer_bytes,
-        settings=app[axis.SETTINGS],
-    )
-    source.ingest = stream
-    stream.on_frame = source.on_frame
-    app[axis.MPEG2_SOURCES][camera.name] = source
-    return source
-
-
-def _audio(
-    app: web.Application,
-    camera: CameraConfig,
-    stream: CameraStream,
-    loop: asyncio.AbstractEventLoop,
-) -> axis.AudioSource:
-    """Feed the camera's audio ingest into its ring and its decoder."""
-    limits = app[CONFIG].limits
-    source = axis.AudioSource(
-        camera,
-        loop=loop,
-        max_clients=limits.max_clients_per_camera,
-        client_buffer_bytes=limits.client_buffer_bytes,
-        settings=app[axis.SETTINGS],
-    )
-    source.ingest = stream
-    stream.on_frame = source.on_frame
-    app[axis.AUDIO_SOURCES][camera.name] = source
-    return source
 
 
 def _check_basic(header: str, users: tuple[UserConfig, ...]) -> UserConfig | None:
@@ -259,9 +222,6 @@ def create_app(
     app[CAMERAS] = {}
     app[BUDGET] = EgressBudget.from_mbps(config.limits.max_egress_mbps)
     app[axis.SETTINGS] = axis_settings or axis.AxisSettings()
-    app[axis.FANOUTS] = {}
-    app[axis.MPEG2_SOURCES] = {}
-    app[axis.AUDIO_SOURCES] = {}
     app[axis.CAMERA_CONFIGS] = config.cameras
     app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)

@@ -15,6 +15,10 @@ class LocalProtocolError(GatewayError):
     """Our own caller misused an API (a bug on this side)."""
 
 
+class CapacityError(GatewayError):
+    """The gateway is at one of its configured bounds (clients, renditions): answer 503."""
+
+
 class ConfigError(GatewayError):
     """The configuration is invalid; the message names the offending key."""
 

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from gateway.errors import LocalProtocolError
+from gateway.errors import CapacityError, LocalProtocolError
 from gateway.hub.budget import Priority
 from gateway.hub.rate import IntervalEstimator, pts_ns
 from gateway.hub.subscription import Subscription
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gateway.hub.egress import EgressBudget
 
 
-class StreamFullError(LocalProtocolError):
+class StreamFullError(CapacityError):
     """``subscribe`` was called on a stream that has ``max_subscribers`` already."""
 
 

@@ -1,8 +1,9 @@
-"""Shared JPEG variants: Axis image parameters applied once per camera and variant.
+"""Codec work in worker threads: one producer per camera rendition.
 
-``parse_image_params`` turns a request's query into an ``ImageParams`` key; a
-``VariantPool`` per camera runs one ``JpegTranscoder`` (one worker thread) per distinct
-key while clients hold it, and one-off snapshot transcodes shared per frame.
+JPEG variants for the Axis image parameters (``JpegVariant``, one ``JpegTranscoder``
+each), one-off snapshot transcodes (``SnapshotJobs``), the camera's decoded audio
+(``PcmRendition``: ``AudioDecoder`` and a level meter). ``rendition_specs`` is the table
+the app gives each camera's media.
 """
 
 from __future__ import annotations
@@ -10,24 +11,32 @@ from __future__ import annotations
 from .audio import AudioCounters, AudioDecoder, PcmBlock, PyAvDecoder, codec_for
 from .image import DEFAULT_COMPRESSION, JpegPipeline, qscale_for
 from .params import ImageParams, ParamError, parse_image_params
-from .pool import VariantHandle, VariantLimitError, VariantPool
+from .pcm import PCM_KEY, LevelMeter, PcmRendition
+from .table import rendition_specs
 from .transcoder import JpegTranscoder, TranscodeCounters
+from .variants import JPEG_KIND, JpegVariant, SnapshotJobs, SnapshotLimitError, jpeg_key
 
 __all__ = [
     "DEFAULT_COMPRESSION",
+    "JPEG_KIND",
+    "PCM_KEY",
     "AudioCounters",
     "AudioDecoder",
     "ImageParams",
     "JpegPipeline",
     "JpegTranscoder",
+    "JpegVariant",
+    "LevelMeter",
     "ParamError",
     "PcmBlock",
+    "PcmRendition",
     "PyAvDecoder",
+    "SnapshotJobs",
+    "SnapshotLimitError",
     "TranscodeCounters",
-    "VariantHandle",
-    "VariantLimitError",
-    "VariantPool",
     "codec_for",
+    "jpeg_key",
     "parse_image_params",
     "qscale_for",
+    "rendition_specs",
 ]

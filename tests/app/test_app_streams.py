@@ -10,6 +10,7 @@ from gateway.app import CAMERAS, create_app
 from gateway.config import parse_config
 from gateway.media import StreamKind
 from gateway.publish import axis
+from gateway.transcode import PCM_KEY
 from tests.app.stream_client import open_stream, read_body, streams_toml, until
 from tests.publish.axis_client import camera_toml
 
@@ -28,15 +29,16 @@ async def test_sources_under_app_keys_and_shutdown_ends_clients() -> None:
         assert [c.name for c in app[axis.CAMERA_CONFIGS]] == ["cam", "plain"]
         assert list(app[axis.MPEG2_SOURCES].keys()) == ["cam"]
         assert list(app[axis.AUDIO_SOURCES].keys()) == ["cam"]
-        assert runtimes["cam"].mpeg2 is app[axis.MPEG2_SOURCES]["cam"]
-        assert runtimes["cam"].audio is app[axis.AUDIO_SOURCES]["cam"]
-        assert runtimes["plain"].mpeg2 is None
-        assert runtimes["plain"].audio is None
-        mpeg2, audio = runtimes["cam"].mpeg2, runtimes["cam"].audio
-        assert mpeg2 is not None
-        assert audio is not None
-        assert mpeg2.ingest is runtimes["cam"].streams[StreamKind.MPEG2]
-        assert audio.ingest is runtimes["cam"].streams[StreamKind.AUDIO]
+        media = runtimes["cam"].media
+        assert media.mpeg2 is app[axis.MPEG2_SOURCES]["cam"].ring
+        assert media.audio is app[axis.AUDIO_SOURCES]["cam"].ring
+        assert runtimes["plain"].media.mpeg2 is None
+        assert runtimes["plain"].media.audio is None
+        mpeg2, audio = app[axis.MPEG2_SOURCES]["cam"], app[axis.AUDIO_SOURCES]["cam"]
+        assert media.upstreams[StreamKind.MPEG2] is runtimes["cam"].streams[StreamKind.MPEG2]
+        assert media.upstreams[StreamKind.AUDIO] is runtimes["cam"].streams[StreamKind.AUDIO]
+        pcm = media.renditions.get(PCM_KEY)
+        assert pcm is not None
         await until(lambda: mpeg2.ring.newest_cut is not None)
         clients = [
             await open_stream(port, "/axis-cgi/mpeg2/video.cgi"),
@@ -56,4 +58,4 @@ async def test_sources_under_app_keys_and_shutdown_ends_clients() -> None:
         writer.close()
     assert mpeg2.ring.closed
     assert audio.ring.closed
-    assert audio.decoder.closed
+    assert pcm.decoder.closed

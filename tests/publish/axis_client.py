@@ -13,7 +13,11 @@ from aiohttp import web
 
 from gateway.app import CAMERAS, create_app
 from gateway.config import parse_config
+from gateway.hub import CameraMedia
+from gateway.ingest import CameraStream
+from gateway.media import StreamKind
 from gateway.publish.axis import FANOUTS, AxisSettings, CameraFanout
+from gateway.transcode import PCM_KEY, PcmRendition
 
 COM = re.compile(rb"sim frame=(\d+) t=(\d+)")
 
@@ -37,6 +41,20 @@ class Gateway:
     def fanout(self, name: str = "cam") -> CameraFanout:
         """Return the camera's fan-out."""
         return self.app[FANOUTS][name]
+
+    def ingest(self, name: str = "cam") -> CameraStream:
+        """Return the camera's MJPEG ingest."""
+        return self.app[CAMERAS][name].streams[StreamKind.MJPEG]
+
+    def media(self, name: str = "cam") -> CameraMedia:
+        """Return the camera's media."""
+        return self.app[CAMERAS][name].media
+
+    def pcm(self, name: str = "cam") -> PcmRendition:
+        """Return the camera's decoded audio."""
+        pcm = self.media(name).renditions.get(PCM_KEY)
+        assert pcm is not None
+        return pcm
 
     def sim_requests(self, name: str = "cam") -> int:
         """Return MJPEG requests the camera's simulator received."""

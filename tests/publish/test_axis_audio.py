@@ -117,7 +117,7 @@ async def test_getparam_lines_and_live_client_count(gw: Gateway) -> None:
 
 async def test_decoded_level_and_counters_in_api(gw: Gateway) -> None:
     # The simulator's tone is a sine at 0.4 of full scale: 20*log10(0.4/sqrt(2)) = -10.97.
-    await until(lambda: source(gw).decoder.counters.blocks_out >= 10)
+    await until(lambda: gw.pcm().decoder.counters.blocks_out >= 10)
     camera = await api_camera(gw)
     audio = camera["streams"]["audio"]
     assert audio["level_dbfs"] == pytest.approx(-10.97, abs=1.0)

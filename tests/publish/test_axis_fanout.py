@@ -38,9 +38,8 @@ async def test_100_clients_one_upstream_and_20_share_one_variant() -> None:
             assert all(jpeg_size(c.parts[-1].payload) == (320, 240) for _, _, c in variant)
             assert gw.sim_connections() == 1
             assert gw.sim_requests() == 1
-            stats = gw.fanout().pool.stats()
-            assert stats["started"] == 1
-            variants: list[dict[str, object]] = stats["variants"]  # type: ignore[assignment]
+            assert gw.media().renditions.started["jpeg"] == 1
+            variants = gw.media().renditions.stats("jpeg")
             assert [v["clients"] for v in variants] == [20]
             async with (
                 aiohttp.ClientSession() as session,
@@ -108,8 +107,7 @@ async def test_ffmpeg_mpjpeg_demuxer_reads_the_stream() -> None:
 async def test_upstream_rate_follows_clients_with_hysteresis() -> None:
     async with gateway(camera_toml(), AxisSettings(upstream_lower_after=1.0)) as gw:
         await gw.live()
-        ingest = gw.fanout().ingest
-        assert ingest is not None
+        ingest = gw.ingest()
         assert ingest.fps == 25
         slow = asyncio.ensure_future(mjpeg(gw.port, "/mjpg/video.mjpg?req_fps=5", count=30))
         # Churn inside the delay: a full-rate client comes and goes; nothing reconnects.

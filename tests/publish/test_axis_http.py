@@ -98,15 +98,15 @@ async def test_url_forms_and_camera_selection(gw: Gateway) -> None:
 
 async def test_pass_through_bytes_are_the_cameras(gw: Gateway) -> None:
     seen: dict[int, bytes] = {}
-    original = gw.fanout().on_frame
+    ingest = gw.ingest()
+    original = ingest.on_frame
+    assert original is not None
 
     def spy(frame: object) -> None:
         payload = frame.payload  # type: ignore[attr-defined]
         seen[frame.seq] = bytes(payload)  # type: ignore[attr-defined]
         original(frame)  # type: ignore[arg-type]
 
-    ingest = gw.fanout().ingest
-    assert ingest is not None
     ingest.on_frame = spy
     client = await mjpeg(gw.port, "/axis-cgi/mjpg/video.cgi?nbrofframes=30")
     ingest.on_frame = original
@@ -156,8 +156,7 @@ async def test_image_parameters_give_a_shared_variant(gw: Gateway) -> None:
     assert all(jpeg_size(p.payload) == (320, 240) for p in client.parts)
     rotated = await mjpeg(gw.port, "/mjpg/video.mjpg?rotation=90&nbrofframes=2&clock=1&text=1")
     assert all(jpeg_size(p.payload) == (480, 640) for p in rotated.parts)
-    stats = gw.fanout().pool.stats()
-    assert stats["started"] == 2
+    assert gw.media().renditions.started["jpeg"] == 2
 
 
 async def test_snapshots(gw: Gateway) -> None:

@@ -176,7 +176,7 @@ async def test_api_shows_prebuffer_and_mpeg2_clients(gw: Gateway) -> None:
         assert key in entry
     await task
     await until(lambda: len(source(full).ring) == 0)
-    assert full.app[CAMERAS]["cam"].mpeg2 is source(full)
+    assert full.app[CAMERAS]["cam"].media.mpeg2 is source(full).ring
 
 
 async def test_full_camera_is_503_with_a_reason() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.hub import Priority
-from gateway.publish.axis import MjpegOptions, UpstreamRate, parse_mjpeg_options, part_header
+from gateway.hub import Priority, UpstreamRate
+from gateway.publish.axis import MjpegOptions, parse_mjpeg_options, part_header
 from gateway.publish.axis.options import PARSERS, RATE_KEYS
 from gateway.transcode import ParamError
 

@@ -1,26 +1,20 @@
 """Axis-compatible audio endpoints (VAPIX §5.5): ``receive.cgi`` and ``getparam.cgi``.
 
-One ``AudioSource`` per camera with ``audio = true``: the ingest's parts go into a hub
-``Ring`` (every part is a cut point) that fans them out byte for byte, and into an
-``AudioDecoder`` whose PCM feeds a level meter, so ``/api`` shows the decoded level.
+One ``AudioSource`` per camera with ``audio = true`` reads the camera media's audio
+``Ring`` (every part is a cut point) and relays the parts byte for byte. (The decoded
+level ``/api`` shows comes from the camera's PCM rendition.)
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
-from collections import deque
 from collections.abc import Callable
 
-import numpy as np
 from aiohttp import web
 
-from gateway.config import CameraConfig
-from gateway.errors import RemoteProtocolError
-from gateway.hub import Cursor, Ring, StreamFullError
-from gateway.media import NS_PER_SECOND, Frame, Payload, StreamKind
+from gateway.errors import CapacityError
+from gateway.hub import CameraMedia, Cursor
+from gateway.media import Payload
 from gateway.transcode import ParamError
-from gateway.transcode.audio import AudioDecoder, PcmBlock, codec_for
 
 from .fanout import AxisSettings
 from .handlers import MJPEG_HEADERS, SETTINGS
@@ -34,93 +28,31 @@ from .streaming import (
     serve_cursor,
 )
 
-#: Seconds of audio parts the ring holds (every part is a cut point: nothing to seek).
-RING_SECONDS = 2.0
-RING_MAX_BYTES = 2 * 2**20
-#: Samples the level meter averages over (0.5 s at 8 kHz).
-LEVEL_WINDOW = 4000
 #: Distinct part content types whose heads are cached (a camera normally sends one).
 MAX_PART_HEADS = 8
-#: The level reported for digital silence (16-bit PCM's floor is about -96 dBFS).
-SILENCE_DBFS = -120.0
-#: Full scale of int16 PCM: a full-scale square wave is 0 dBFS.
-FULL_SCALE = 32768.0
 RECEIVE_PATH = "/axis-cgi/audio/receive.cgi"
 GETPARAM_PATH = "/axis-cgi/audio/getparam.cgi"
 #: §5.5.2: the same head as MJPEG, boundary ``myboundary``.
 AUDIO_HEADERS = MJPEG_HEADERS
 
 
-class LevelMeter:
-    """RMS level, in dBFS, of the last ``window`` decoded samples."""
-
-    def __init__(self, *, window: int = LEVEL_WINDOW) -> None:
-        """Average over about ``window`` samples (whole blocks)."""
-        self.window = window
-        self._blocks: deque[tuple[float, int]] = deque()
-        self._energy = 0.0
-        self._samples = 0
-
-    def add(self, block: PcmBlock) -> None:
-        """Take one decoded block (the decoder's ``on_pcm``, loop thread)."""
-        samples = block.samples.astype(np.float64)
-        energy = float(np.dot(samples, samples))
-        self._blocks.append((energy, len(samples)))
-        self._energy += energy
-        self._samples += len(samples)
-        while len(self._blocks) > 1 and self._samples - self._blocks[0][1] >= self.window:
-            old, n = self._blocks.popleft()
-            self._energy -= old
-            self._samples -= n
-
-    @property
-    def dbfs(self) -> float | None:
-        """Return the level in dBFS (None before any sample)."""
-        if not self._samples:
-            return None
-        mean = max(self._energy, 0.0) / self._samples
-        if mean <= 0.0:
-            return SILENCE_DBFS
-        return round(max(10 * math.log10(mean / FULL_SCALE**2), SILENCE_DBFS), 2)
-
-
 class AudioSource(CursorSource):
-    """One camera's audio fan-out, decoder and level meter."""
+    """One camera's audio clients: its media's ring of parts and their sockets."""
 
     def __init__(
-        self,
-        camera: CameraConfig,
-        *,
-        loop: asyncio.AbstractEventLoop,
-        max_clients: int,
-        client_buffer_bytes: int,
-        settings: AxisSettings,
-        decoder: AudioDecoder | None = None,
+        self, media: CameraMedia, *, client_buffer_bytes: int, settings: AxisSettings
     ) -> None:
-        """Create the ring and the decoder (its thread starts with the first part)."""
-        ring = Ring(
-            StreamKind.AUDIO,
-            name=camera.name,
-            seconds=RING_SECONDS,
-            max_bytes=RING_MAX_BYTES,
-            max_subscribers=max_clients,
-        )
+        """Read ``media``'s audio ring (the camera must have one)."""
+        if media.audio is None:
+            raise ValueError(f"camera {media.camera.name} has no audio source")
         super().__init__(
-            camera,
-            ring,
-            max_clients=max_clients,
+            media.camera,
+            media.audio,
+            max_clients=media.settings.max_clients,
             client_buffer_bytes=client_buffer_bytes,
             settings=settings,
         )
-        self.meter = LevelMeter()
-        # The decoder picks each part's codec with codec_for(content type, audio_codec).
-        self.decoder = decoder or AudioDecoder(camera.audio_codec, self.meter.add, loop=loop)
         self._heads: dict[str, bytes] = {}
-
-    def on_frame(self, frame: Frame) -> None:
-        """Take one audio part from the ingest (its ``on_frame``)."""
-        self.ring.publish(frame)
-        self.decoder.submit(frame)
 
     def head(self, content_type: str) -> bytes:
         """Return the delimiter and headers of a part of ``content_type`` (§5.5.2)."""
@@ -147,29 +79,6 @@ class AudioSource(CursorSource):
             return chunks
 
         return wrap
-
-    def stats(self) -> dict[str, object]:
-        """Return the decoder's figures for ``/api`` ``streams.audio``."""
-        newest = self.ring.newest
-        codec = None
-        if newest is not None:
-            try:
-                codec = codec_for(newest.content_type, self.camera.audio_codec).value
-            except RemoteProtocolError:
-                codec = None
-        return {
-            "level_dbfs": self.meter.dbfs,
-            "decoder_codec": codec,
-            "decoder": self.decoder.counters.snapshot(),
-            "buffer_seconds": round(self.ring.held_ns / NS_PER_SECOND, 3),
-            "clients": len(self.ring),
-        }
-
-    async def aclose(self) -> None:
-        """End every client, stop the decoder."""
-        self.ring.close()
-        self.decoder.close()
-        await self.decoder.wait_idle()
 
 
 #: Every camera's audio source by camera name (cameras with ``audio = true``).
@@ -200,7 +109,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
             kind="audio",
             remote=request.remote or "",
         )
-    except StreamFullError:
+    except CapacityError:
         name, limit = source.camera.name, source.max_clients
         return error(503, f"camera {name} has {limit} audio clients already")
     with cursor:

@@ -12,16 +12,10 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from gateway.config import find_camera
-from gateway.errors import RemoteProtocolError
-from gateway.hub import StreamFullError, Subscription
+from gateway.errors import CapacityError, RemoteProtocolError
+from gateway.hub import RenditionHandle, Subscription
 from gateway.media import Frame, Payload
-from gateway.transcode import (
-    ImageParams,
-    ParamError,
-    VariantHandle,
-    VariantLimitError,
-    parse_image_params,
-)
+from gateway.transcode import ImageParams, JpegVariant, ParamError, parse_image_params
 
 from .egress import ClientEgress
 from .fanout import AxisSettings, CameraFanout
@@ -100,31 +94,32 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
         return _error(400, exc)
     if fanout.client_count() >= fanout.max_clients:
         return _error(503, f"camera {fanout.camera.name} has {fanout.max_clients} clients already")
-    handle: VariantHandle | None = None
+    handle: RenditionHandle[JpegVariant] | None = None
     try:
         stream = fanout.source
         if not image.is_passthrough:
-            handle = fanout.pool.acquire(image)
-            stream = fanout.variants[image]
+            handle = fanout.variant(image)
+            stream = handle.rendition.stream
         sub = stream.subscribe(
             target_fps=options.target_fps,
             priority=options.priority,
             kind="mjpeg",
             remote=request.remote or "",
         )
-    except (VariantLimitError, StreamFullError) as exc:
+    except CapacityError as exc:
         if handle is not None:
             handle.release()
         return _error(503, exc)
+    media = fanout.media
     try:
         with sub:
-            fanout.update_rate()
+            media.update_rate()
             parts = None if options.deltatime else fanout.part_cache(stream, options.showlength)
             return await _serve(request, fanout, sub, options, parts)
     finally:
         if handle is not None:
             handle.release()
-        fanout.update_rate()
+        media.update_rate()
 
 
 async def _serve(
@@ -343,8 +338,8 @@ async def snapshot(request: web.Request) -> web.StreamResponse:
     if frame is None:
         return _error(503, "camera has produced no image yet")
     try:
-        frame = await fanout.pool.snapshot(params, frame)
-    except VariantLimitError as exc:
+        frame = await fanout.snapshots.snapshot(params, frame, fanout.running_variant(params))
+    except CapacityError as exc:
         return _error(503, exc)
     except RemoteProtocolError as exc:
         return _error(502, f"the camera's image could not be transcoded: {exc}")

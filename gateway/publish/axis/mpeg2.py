@@ -1,7 +1,7 @@
 """Axis-compatible MPEG-2 endpoints (VAPIX §5.3): live ``video.cgi`` and ``buffer.cgi``.
 
-One ``Mpeg2Source`` per camera with ``mpeg2 = true``: the ingest's pictures go into a
-hub ``Ring`` that is at once the fan-out and the prebuffer. A client gets the camera's
+One ``Mpeg2Source`` per camera with ``mpeg2 = true`` reads the camera media's MPEG-2
+``Ring``, which is at once the fan-out and the prebuffer. A client gets the camera's
 bytes from a cut point on (sequence header before a GOP's first picture), so what it
 receives always decodes; when it falls behind it is cut forward to the newest cut point.
 """
@@ -14,9 +14,9 @@ from typing import Literal
 
 from aiohttp import web
 
-from gateway.config import CameraConfig
-from gateway.hub import Ring, StreamFullError
-from gateway.media import NS_PER_SECOND, Frame, StreamKind
+from gateway.errors import CapacityError
+from gateway.hub import CameraMedia
+from gateway.media import NS_PER_SECOND
 from gateway.transcode import ParamError
 
 from .fanout import AxisSettings
@@ -32,8 +32,6 @@ from .streaming import (
     serve_cursor,
 )
 
-#: Bound on the bytes the prebuffer holds, whatever ``mpeg2_prebuffer_seconds`` says.
-PREBUFFER_MAX_BYTES = 64 * 2**20
 #: The response head of §5.3.2; one response per connection, the body ends with it.
 MPEG2_HEADERS = {"Content-Type": "video/mpeg", "Cache-Control": "no-cache", "Pragma": "no-cache"}
 VIDEO_PATH = "/axis-cgi/mpeg2/video.cgi"
@@ -41,55 +39,21 @@ BUFFER_PATH = "/axis-cgi/mpeg2/buffer.cgi"
 
 
 class Mpeg2Source(CursorSource):
-    """One camera's MPEG-2 fan-out and prebuffer."""
+    """One camera's MPEG-2 clients: its media's ring (fan-out and prebuffer) and sockets."""
 
     def __init__(
-        self,
-        camera: CameraConfig,
-        *,
-        max_clients: int,
-        client_buffer_bytes: int,
-        settings: AxisSettings,
-        max_bytes: int = PREBUFFER_MAX_BYTES,
+        self, media: CameraMedia, *, client_buffer_bytes: int, settings: AxisSettings
     ) -> None:
-        """Create the ring: ``camera.mpeg2_prebuffer_seconds`` and ``max_bytes`` bound it."""
-        ring = Ring(
-            StreamKind.MPEG2,
-            name=camera.name,
-            seconds=camera.mpeg2_prebuffer_seconds,
-            max_bytes=max_bytes,
-            max_subscribers=max_clients,
-        )
+        """Read ``media``'s MPEG-2 ring (the camera must have one)."""
+        if media.mpeg2 is None:
+            raise ValueError(f"camera {media.camera.name} has no MPEG-2 source")
         super().__init__(
-            camera,
-            ring,
-            max_clients=max_clients,
+            media.camera,
+            media.mpeg2,
+            max_clients=media.settings.max_clients,
             client_buffer_bytes=client_buffer_bytes,
             settings=settings,
         )
-
-    def on_frame(self, frame: Frame) -> None:
-        """Take one picture from the ingest (its ``on_frame``)."""
-        self.ring.publish(frame)
-
-    def stats(self) -> dict[str, object]:
-        """Return the prebuffer's figures for ``/api`` ``streams.mpeg2``."""
-        ring = self.ring
-        return {
-            "prebuffer_seconds": round(ring.held_ns / NS_PER_SECOND, 3),
-            "prebuffer_bytes": ring.bytes,
-            "prebuffer_frames": ring.next_seq - ring.first_seq,
-            "prebuffer_limit_seconds": self.camera.mpeg2_prebuffer_seconds,
-            "frames_published": ring.frames_published,
-            "evicted_frames": ring.evicted_frames,
-            "oversize_gops": ring.oversize_gops,
-            "truncated_gops": ring.truncated_gops,
-            "clients": len(ring),
-        }
-
-    def close(self) -> None:
-        """End every client once it has what is pending."""
-        self.ring.close()
 
 
 #: Every camera's MPEG-2 source by camera name (cameras with ``mpeg2 = true``).
@@ -138,7 +102,7 @@ async def _stream(
             kind="mpeg2",
             remote=request.remote or "",
         )
-    except StreamFullError:
+    except CapacityError:
         return error(503, f"camera {camera.name} has {source.max_clients} MPEG-2 clients already")
     settings = request.app[SETTINGS]
     with cursor:
