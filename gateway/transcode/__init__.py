@@ -1,9 +1,10 @@
 """Codec work in worker threads: one producer per camera rendition.
 
-JPEG variants for the Axis image parameters (``JpegVariant``, one ``JpegTranscoder``
-each), one-off snapshot transcodes (``SnapshotJobs``), the camera's decoded audio
-(``PcmRendition``: ``AudioDecoder`` and a level meter). ``rendition_specs`` is the table
-the app gives each camera's media.
+Codec work runs in ``Worker`` threads (bounded input, outputs back on the loop in
+order). JPEG variants for the Axis image parameters (``JpegVariant``, one
+``JpegTranscoder`` each), one-off snapshot transcodes (``SnapshotJobs``), the camera's
+decoded audio (``PcmRendition``: ``AudioDecoder`` and a level meter).
+``rendition_specs`` is the table the app gives each camera's media.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .pcm import PCM_KEY, LevelMeter, PcmRendition
 from .table import rendition_specs
 from .transcoder import JpegTranscoder, TranscodeCounters
 from .variants import JPEG_KIND, JpegVariant, SnapshotJobs, SnapshotLimitError, jpeg_key
+from .worker import InputPolicy, Listeners, Worker, WorkerCounters
 
 __all__ = [
     "DEFAULT_COMPRESSION",
@@ -23,10 +25,12 @@ __all__ = [
     "AudioCounters",
     "AudioDecoder",
     "ImageParams",
+    "InputPolicy",
     "JpegPipeline",
     "JpegTranscoder",
     "JpegVariant",
     "LevelMeter",
+    "Listeners",
     "ParamError",
     "PcmBlock",
     "PcmRendition",
@@ -34,6 +38,8 @@ __all__ = [
     "SnapshotJobs",
     "SnapshotLimitError",
     "TranscodeCounters",
+    "Worker",
+    "WorkerCounters",
     "codec_for",
     "jpeg_key",
     "parse_image_params",

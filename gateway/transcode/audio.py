@@ -13,9 +13,6 @@ dropped, the decoder is reset and the next block is flagged as a discontinuity.
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +27,8 @@ import numpy.typing as npt
 from gateway.config import AudioCodec
 from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.media import Frame
+
+from .worker import InputPolicy, Listeners, Worker, WorkerCounters
 
 _log = logging.getLogger(__name__)
 
@@ -154,69 +153,70 @@ class PyAvDecoder:
 
 
 @dataclass(slots=True)
-class AudioCounters:
-    """What one decoder did, for ``/api`` and ``/metrics`` (updated on the loop thread)."""
+class AudioCounters(WorkerCounters):
+    """What one decoder did, for ``/api`` and ``/metrics``, in the decoder's words."""
 
-    #: Parts submitted.
-    parts_in: int = 0
-    #: Blocks handed to ``on_pcm``.
-    blocks_out: int = 0
-    #: Samples handed to ``on_pcm``.
+    #: Samples handed to the listeners.
     samples_out: int = 0
-    #: Parts dropped unseen: the oldest pending one when the bound was exceeded, or
-    #: still pending at ``close``.
-    parts_dropped: int = 0
-    #: Parts that did not decode (bad content type, empty, too large, decoder error).
-    decode_errors: int = 0
     #: Blocks flagged ``discontinuity``.
     discontinuities: int = 0
-    #: Worker time spent decoding, nanoseconds.
-    decode_ns_total: int = 0
-    #: Why the most recent bad part was dropped.
-    last_error: str | None = None
+
+    @property
+    def parts_in(self) -> int:
+        """Return the parts submitted."""
+        return self.items_in
+
+    @property
+    def blocks_out(self) -> int:
+        """Return the blocks handed to the listeners."""
+        return self.items_out
+
+    @property
+    def parts_dropped(self) -> int:
+        """Return the parts dropped unseen: pushed out by the bound, or pending at close."""
+        return self.skipped
+
+    @property
+    def decode_errors(self) -> int:
+        """Return the parts that did not decode (bad type, empty, too large, decoder error)."""
+        return self.failed
+
+    @property
+    def decode_ns_total(self) -> int:
+        """Return the worker time spent decoding, nanoseconds."""
+        return self.busy_ns_total
 
     def snapshot(self) -> dict[str, object]:
         """Return the counters as a JSON-ready dict."""
         return {
-            "parts_in": self.parts_in,
-            "blocks_out": self.blocks_out,
+            "parts_in": self.items_in,
+            "blocks_out": self.items_out,
             "samples_out": self.samples_out,
-            "parts_dropped": self.parts_dropped,
-            "decode_errors": self.decode_errors,
+            "parts_dropped": self.skipped,
+            "decode_errors": self.failed,
             "discontinuities": self.discontinuities,
-            "decode_seconds_total": self.decode_ns_total / 1e9,
+            "decode_seconds_total": self.busy_ns_total / 1e9,
             "last_error": self.last_error,
         }
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    """What the worker hands back to the loop for one part."""
-
-    #: The decoded block, or None when the part was dropped.
-    block: PcmBlock | None
-    #: Why the part was dropped.
-    error: str | None
-    #: Worker time spent, nanoseconds.
-    elapsed_ns: int
 
 
 class AudioDecoder:
     """Decodes one camera's audio parts, in order, in one worker thread.
 
     ``submit`` never blocks: parts wait in a FIFO of at most ``max_pending``; one more
-    than that drops the oldest pending part (counted) and resets the decoder. Blocks are
-    passed to ``on_pcm`` on the event loop thread, in submission order.
+    than that drops the oldest pending part (counted) and resets the decoder. Blocks go
+    to every listener on the event loop thread, in submission order.
     """
 
     def __init__(
         self,
         codec: AudioCodec,
-        on_pcm: Callable[[PcmBlock], None],
+        on_pcm: Callable[[PcmBlock], None] | None = None,
         *,
         loop: asyncio.AbstractEventLoop,
         max_pending: int = 16,
         max_part_bytes: int = 65536,
+        max_listeners: int = 8,
         decoder_factory: Callable[[AudioCodec], Decoder] = PyAvDecoder,
         clock: Callable[[], int] = time.monotonic_ns,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
@@ -225,11 +225,12 @@ class AudioDecoder:
 
         :param codec: the camera's configured ``audio_codec``; each part's content type
             may override it (see ``codec_for``).
-        :param on_pcm: called on the loop thread with each decoded block, in order.
+        :param on_pcm: a first listener (see ``add_listener``).
         :param loop: the event loop ``submit`` is called on.
         :param max_pending: parts that may wait behind the one being decoded (16 parts
             of 64 ms: about a second).
         :param max_part_bytes: larger parts are dropped undecoded (a decode error).
+        :param max_listeners: callbacks that may take the blocks at once.
         :param decoder_factory: opens a fresh decoder for a codec (tests pass a stub).
         :param clock: monotonic nanoseconds, for the decode-time counter.
         """
@@ -237,21 +238,26 @@ class AudioDecoder:
             raise LocalProtocolError("max_pending and max_part_bytes must be at least 1")
         self.codec = codec
         self.counters = AudioCounters()
-        self._on_pcm = on_pcm
-        self._loop = loop
-        self._max_pending = max_pending
+        log = logger or _log
+        #: Who takes the decoded blocks (a level meter, AAC and Opus encoders, ...).
+        self.listeners: Listeners[PcmBlock] = Listeners(
+            name="audio decode", max_listeners=max_listeners, logger=log
+        )
+        if on_pcm is not None:
+            self.listeners.add(on_pcm)
         self._max_part_bytes = max_part_bytes
         self._factory = decoder_factory
-        self._clock = clock
-        self._log = logger or _log
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"audio[{codec.value}]"
+        self._worker: Worker[Frame, PcmBlock] = Worker(
+            self._work,
+            self._deliver,
+            loop=loop,
+            policy=InputPolicy.FIFO,
+            max_pending=max_pending,
+            name="audio decode",
+            clock=clock,
+            logger=log,
+            counters=self.counters,
         )
-        # Loop thread state.
-        self._pending: collections.deque[Frame] = collections.deque()
-        self._in_flight: asyncio.Future[None] | None = None
-        self._reset_next = False
-        self._closed = False
         # Worker thread state (touched by one job at a time).
         self._decoder: Decoder | None = None
         self._decoder_codec: AudioCodec | None = None
@@ -261,69 +267,39 @@ class AudioDecoder:
     @property
     def parts_held(self) -> int:
         """Return how many parts are held (in the worker plus pending)."""
-        return (self._in_flight is not None) + len(self._pending)
+        return self._worker.items_held
 
     @property
     def closed(self) -> bool:
         """Return True once ``close`` was called."""
-        return self._closed
+        return self._worker.closed
+
+    def add_listener(self, callback: Callable[[PcmBlock], None]) -> Callable[[], None]:
+        """Pass every later block to ``callback`` too (loop thread); return its remover."""
+        return self.listeners.add(callback)
 
     def submit(self, frame: Frame) -> None:
         """Queue one audio part for decoding (loop thread; never blocks)."""
-        if self._closed:
-            raise LocalProtocolError("audio decoder is closed")
-        self.counters.parts_in += 1
-        if self._in_flight is None:
-            self._start(frame)
-            return
-        self._pending.append(frame)
-        if len(self._pending) > self._max_pending:
-            self._pending.popleft()
-            self.counters.parts_dropped += 1
-            # The decoder state would not match the encoder's after the hole.
-            self._reset_next = True
+        self._worker.submit(frame)
 
     def close(self) -> None:
         """Stop taking parts; drop pending ones; the worker exits after the current one."""
-        if self._closed:
-            return
-        self._closed = True
-        self.counters.parts_dropped += len(self._pending)
-        self._pending.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._worker.close()
 
     async def wait_idle(self) -> None:
         """Wait until no part is held (after ``close``: until the worker is done)."""
-        while self._in_flight is not None:
-            await asyncio.wait({self._in_flight})
+        await self._worker.wait_idle()
 
-    def _start(self, frame: Frame) -> None:
-        """Hand ``frame`` to the worker thread."""
-        reset, self._reset_next = self._reset_next, False
-        waiter = self._loop.create_future()
-        self._in_flight = waiter
-        job = self._executor.submit(self._work, frame, reset)
-        job.add_done_callback(lambda done: self._hand_back(done, waiter))
-
-    def _hand_back(
-        self, job: concurrent.futures.Future[_Result], waiter: asyncio.Future[None]
-    ) -> None:
-        """Pass a finished job to the loop thread (worker thread, or loop on cancel)."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-            self._loop.call_soon_threadsafe(self._done, job, waiter)
-
-    def _work(self, frame: Frame, reset: bool) -> _Result:
+    def _work(self, frame: Frame, reset: bool) -> tuple[PcmBlock]:
         """Decode one part (worker thread)."""
-        started = self._clock()
         try:
-            block = self._decode(frame, reset)
-        except (RemoteProtocolError, av.FFmpegError) as exc:
+            return (self._decode(frame, reset),)
+        except av.FFmpegError as exc:
             self._decoder = None  # the next part starts afresh, as a discontinuity
-            return _Result(None, str(exc), self._clock() - started)
+            raise RemoteProtocolError(str(exc)) from exc
         except Exception:
             self._decoder = None
             raise
-        return _Result(block, None, self._clock() - started)
 
     def _decode(self, frame: Frame, reset: bool) -> PcmBlock:
         """Decode ``frame`` on the continuous sample clock (worker thread)."""
@@ -355,32 +331,8 @@ class AudioDecoder:
         self._last_seq = frame.seq
         return PcmBlock(samples, pts, frame.received_ns, frame.seq, fresh and not first)
 
-    def _done(self, job: concurrent.futures.Future[_Result], waiter: asyncio.Future[None]) -> None:
-        """Account for the finished part, start the next, deliver (loop thread)."""
-        self._in_flight = None
-        if not waiter.done():
-            waiter.set_result(None)
-        if self._closed or job.cancelled():
-            return
-        if self._pending:
-            # Keep the worker busy before running the consumer's callback.
-            self._start(self._pending.popleft())
-        error = job.exception()
-        if error is not None:
-            # A bug in a decoder must not stop the stream: drop the part, go on.
-            self.counters.decode_errors += 1
-            self.counters.last_error = f"{type(error).__name__}: {error}"
-            self._log.error("audio decode failed", exc_info=error)
-            return
-        result = job.result()
-        self.counters.decode_ns_total += result.elapsed_ns
-        if result.block is None:
-            self.counters.decode_errors += 1
-            self.counters.last_error = result.error
-            self._log.debug("audio part dropped: %s", result.error)
-            return
-        block = result.block
-        self.counters.blocks_out += 1
+    def _deliver(self, block: PcmBlock) -> None:
+        """Count the block and hand it to every listener (loop thread)."""
         self.counters.samples_out += len(block.samples)
         self.counters.discontinuities += block.discontinuity
-        self._on_pcm(block)
+        self.listeners(block)

@@ -8,7 +8,6 @@ for as long as it runs) and the AAC and Opus encodes while they are consumed.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import deque
 from collections.abc import Callable
@@ -24,8 +23,6 @@ from .audio import AudioDecoder, PcmBlock, codec_for
 
 if TYPE_CHECKING:
     from gateway.hub.camera import CameraMedia
-
-_log = logging.getLogger(__name__)
 
 #: Samples the level meter averages over (0.5 s at 8 kHz).
 LEVEL_WINDOW = 4000
@@ -81,13 +78,9 @@ class PcmRendition:
         """Start decoding the camera's audio parts."""
         self.camera = media.camera
         self.meter = LevelMeter()
-        self._listeners: dict[Listener, None] = {self.meter.add: None}
-        self.decoder = decoder or AudioDecoder(
-            media.camera.audio_codec, self._deliver, loop=media.loop
-        )
+        self.decoder = decoder or AudioDecoder(media.camera.audio_codec, loop=media.loop)
+        self.decoder.add_listener(self.meter.add)
         self._last_type: str | None = None
-        #: Listeners that raised (each is logged once, then kept).
-        self.listener_errors = 0
         self._detach = media.feed(StreamKind.AUDIO, self._submit)
 
     def _submit(self, frame: Frame) -> None:
@@ -96,23 +89,7 @@ class PcmRendition:
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         """Send every decoded block to ``listener`` from now on; return what stops it."""
-        listeners = self._listeners
-        listeners[listener] = None
-
-        def stop() -> None:
-            listeners.pop(listener, None)
-
-        return stop
-
-    def _deliver(self, block: PcmBlock) -> None:
-        for listener in tuple(self._listeners):
-            try:
-                listener(block)
-            except Exception:
-                # One broken consumer must not silence the others.
-                self.listener_errors += 1
-                if self.listener_errors == 1:
-                    _log.exception("camera %s: a PCM listener failed", self.camera.name)
+        return self.decoder.add_listener(listener)
 
     def stop(self) -> None:
         """Stop the feed and the decoder."""
@@ -129,7 +106,7 @@ class PcmRendition:
 
     def consumers(self) -> int:
         """Return the listeners besides the level meter."""
-        return len(self._listeners) - 1
+        return len(self.decoder.listeners) - 1
 
     def upstream_fps(self) -> tuple[StreamKind, float | None] | None:
         """Return None: audio has no rate to ask for."""
@@ -147,4 +124,5 @@ class PcmRendition:
             "level_dbfs": self.meter.dbfs,
             "decoder_codec": codec,
             "decoder": self.decoder.counters.snapshot(),
+            "listener_errors": self.decoder.listeners.errors,
         }

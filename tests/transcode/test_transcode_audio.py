@@ -302,3 +302,51 @@ async def test_bounds_are_checked() -> None:
         make(Sink(), max_pending=0)
     with pytest.raises(LocalProtocolError):
         make(Sink(), max_part_bytes=0)
+    with pytest.raises(LocalProtocolError):
+        make(Sink(), max_listeners=0)
+
+
+async def test_several_listeners_share_the_blocks_past_a_failing_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    meter, aac, opus = Sink(), Sink(), Sink()
+
+    def broken(block: PcmBlock) -> None:
+        raise RuntimeError("encoder bug")
+
+    decoder = make(meter)  # the constructor's on_pcm is the first listener
+    decoder.add_listener(broken)
+    remove_aac = decoder.add_listener(aac)
+    decoder.add_listener(opus)
+    for seq in range(2):
+        decoder.submit(part_frame(PARTS[seq], seq))
+    await decoder.wait_idle()
+    remove_aac()
+    decoder.submit(part_frame(PARTS[2], 2))
+    await decoder.wait_idle()
+    assert [b.seq for b in meter.blocks] == [b.seq for b in opus.blocks] == [0, 1, 2]
+    assert [b.seq for b in aac.blocks] == [0, 1]
+    assert meter.blocks[0] is aac.blocks[0] is opus.blocks[0]  # one block, shared
+    assert meter.threads == opus.threads == {threading.get_ident()}
+    assert (decoder.listeners.errors, decoder.listeners.last_error) == (
+        3,
+        "RuntimeError: encoder bug",
+    )
+    assert decoder.counters.blocks_out == 3  # a failing listener does not undo delivery
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 3
+    decoder.close()
+    await decoder.wait_idle()
+
+
+async def test_a_decoder_without_on_pcm_decodes_for_later_listeners() -> None:
+    decoder = AudioDecoder(G726, loop=asyncio.get_running_loop())
+    decoder.submit(part_frame(PARTS[0], 0))
+    await decoder.wait_idle()
+    sink = Sink()
+    decoder.add_listener(sink)
+    decoder.submit(part_frame(PARTS[1], 1))
+    await decoder.wait_idle()
+    assert [b.seq for b in sink.blocks] == [1]
+    assert decoder.counters.blocks_out == 2
+    decoder.close()
+    await decoder.wait_idle()
