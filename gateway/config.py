@@ -8,7 +8,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,6 +36,13 @@ class AudioCodec(enum.Enum):
     PCMU = "pcmu"
 
 
+class VideoSource(enum.Enum):
+    """Which camera stream the H.264 encode decodes."""
+
+    MJPEG = "mjpeg"
+    MPEG2 = "mpeg2"
+
+
 class Role(enum.Enum):
     """What a user may do."""
 
@@ -55,6 +62,24 @@ class Secret:
 
     def __repr__(self) -> str:
         return "Secret('***')"
+
+
+@dataclass(frozen=True, slots=True)
+class H264Config:
+    """The camera's shared H.264 encode (``[cameras.h264]``, DESIGN §4)."""
+
+    #: ``libx264``, or a hardware encoder PyAV offers (``h264_nvenc``, ``h264_vaapi``).
+    encoder: str = "libx264"
+    #: x264 preset.
+    preset: str = "veryfast"
+    #: Target bit rate; 0 means constant quality (crf).
+    bitrate_kbps: int = 0
+    #: Largest output size; a larger camera picture is scaled down, aspect kept.
+    max_size: tuple[int, int] = (1280, 720)
+    #: Seconds between keyframes (None: ``hls.segment_seconds``).
+    keyframe_seconds: float | None = None
+    #: Highest frame rate encoded; faster input is thinned (None: the camera's rate).
+    max_fps: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +110,10 @@ class CameraConfig:
     stall_timeout: float = 5.0
     #: Seconds of MPEG-2 kept for ``buffer.cgi?prebuffer=``.
     mpeg2_prebuffer_seconds: float = 10.0
+    #: What the H.264 encode decodes.
+    video_source: VideoSource = VideoSource.MJPEG
+    #: The shared H.264 encode.
+    h264: H264Config = H264Config()
 
     @property
     def is_sim(self) -> bool:
@@ -143,6 +172,8 @@ class HLSConfig:
 
     segment_seconds: float = 1.0
     part_seconds: float = 0.2
+    #: Seconds without a request before a camera's segmenter stops.
+    idle_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +393,8 @@ def _camera(table: _Table, index: int) -> CameraConfig:
         audio_codec=table.enum_("audio_codec", AudioCodec, AudioCodec.G726),
         stall_timeout=table.float_("stall_timeout", 5.0),
         mpeg2_prebuffer_seconds=table.float_("mpeg2_prebuffer_seconds", 10.0, strict=False),
+        video_source=table.enum_("video_source", VideoSource, VideoSource.MJPEG),
+        h264=_h264(table.table("h264")),
     )
     if camera.password is not None and camera.username is None:
         raise table.error("username", "is required when password is set")
@@ -369,8 +402,50 @@ def _camera(table: _Table, index: int) -> CameraConfig:
         raise table.error("mjpeg", "at least one of mjpeg, mpeg2 and audio must be true")
     if camera.fps is not None and camera.fps > 120:
         raise table.error("fps", "must be at most 120")
+    if camera.video_source is VideoSource.MPEG2 and not camera.mpeg2:
+        raise table.error("video_source", '"mpeg2" needs mpeg2 = true')
+    if camera.video_source is VideoSource.MJPEG and not camera.mjpeg and camera.mpeg2:
+        # Without MJPEG the only picture to encode is the MPEG-2 stream.
+        camera = replace(camera, video_source=VideoSource.MPEG2)
     table.finish()
     return camera
+
+
+def _h264(table: _Table) -> H264Config:
+    encoder = table.str_("encoder", "libx264") or "libx264"
+    if not re.fullmatch(r"[a-z0-9_]{1,32}", encoder):
+        raise table.error("encoder", "must be an encoder name such as libx264 or h264_nvenc")
+    preset = table.str_("preset", "veryfast") or "veryfast"
+    if preset not in _X264_PRESETS:
+        raise table.error("preset", f"must be one of {', '.join(_X264_PRESETS)}")
+    config = H264Config(
+        encoder=encoder,
+        preset=preset,
+        bitrate_kbps=table.int_("bitrate_kbps", 0, minimum=0) or 0,
+        max_size=_converted(table, "max_size", parse_resolution) or (1280, 720),
+        keyframe_seconds=table.float_("keyframe_seconds", 0.0) or None,
+        max_fps=table.int_("max_fps"),
+    )
+    if config.max_size[0] < 16 or config.max_size[1] < 16:
+        raise table.error("max_size", "must be at least 16x16")
+    if config.keyframe_seconds is not None and config.keyframe_seconds > 60:
+        raise table.error("keyframe_seconds", "must be at most 60")
+    table.finish()
+    return config
+
+
+#: x264's presets, fastest first.
+_X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
 
 
 def _ice_server(value: Any, table: _Table, i: int) -> IceServer:
@@ -426,6 +501,7 @@ def config_from_dict(
     hls = HLSConfig(
         segment_seconds=hls_t.float_("segment_seconds", 1.0),
         part_seconds=hls_t.float_("part_seconds", 0.2),
+        idle_seconds=hls_t.float_("idle_seconds", 30.0),
     )
     if hls.part_seconds > hls.segment_seconds:
         raise hls_t.error("part_seconds", "must not exceed segment_seconds")
@@ -451,6 +527,13 @@ def config_from_dict(
             raise ConfigError(f"cameras[{cam.index}].name: duplicate camera name {cam.name!r}")
         seen.add(cam.name)
     root.finish()
+    # The encode's keyframes line up with HLS segments unless the camera says otherwise.
+    cameras = [
+        cam
+        if cam.h264.keyframe_seconds is not None
+        else replace(cam, h264=replace(cam.h264, keyframe_seconds=hls.segment_seconds))
+        for cam in cameras
+    ]
     return GatewayConfig(
         cameras=tuple(cameras),
         server=ServerConfig(host, port),

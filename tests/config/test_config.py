@@ -8,8 +8,10 @@ import pytest
 
 from gateway.config import (
     AudioCodec,
+    H264Config,
     RateParam,
     Role,
+    VideoSource,
     default_config_text,
     is_loopback,
     load_config,
@@ -72,6 +74,29 @@ def test_sim_camera_defaults_all_streams_real_camera_only_mjpeg() -> None:
     assert real.audio_codec is AudioCodec.G726
 
 
+def test_h264_settings_and_keyframes_follow_hls_segments() -> None:
+    default = parse_config(CAM).cameras[0]
+    assert default.h264 == H264Config(keyframe_seconds=1.0)
+    assert default.video_source is VideoSource.MJPEG
+    text = (
+        "[hls]\nsegment_seconds = 2.0\n"
+        + CAM
+        + (
+            'h264 = {encoder = "h264_nvenc", preset = "fast", bitrate_kbps = 2000, '
+            'max_size = "640x360", max_fps = 15}\n'
+        )
+    )
+    camera = parse_config(text).cameras[0]
+    assert camera.h264 == H264Config("h264_nvenc", "fast", 2000, (640, 360), 2.0, 15)
+    explicit = parse_config(CAM + "h264 = {keyframe_seconds = 0.5}\n").cameras[0]
+    assert explicit.h264.keyframe_seconds == 0.5
+
+
+def test_video_source_is_mpeg2_when_mjpeg_is_off() -> None:
+    camera = parse_config(CAM + "mjpeg = false\nmpeg2 = true\n").cameras[0]
+    assert camera.video_source is VideoSource.MPEG2
+
+
 def test_missing_env_variable_names_it() -> None:
     text = CAM + 'username = "root"\npassword = "${CAM_PW}"\n'
     assert error_of(text) == "cameras[1].password: environment variable CAM_PW is not set"
@@ -96,6 +121,17 @@ def test_missing_env_variable_names_it() -> None:
         ('password = "x"', "cameras[1].username: is required when password is set"),
         ("stall_timeout = 0", "cameras[1].stall_timeout: must be a number greater than 0"),
         ("mjpeg = false", "cameras[1].mjpeg: at least one of mjpeg, mpeg2 and audio"),
+        ('video_source = "h265"', "cameras[1].video_source: must be one of 'mjpeg', 'mpeg2'"),
+        ('video_source = "mpeg2"', 'cameras[1].video_source: "mpeg2" needs mpeg2 = true'),
+        ("h264 = 1", "cameras[1].h264: must be a table"),
+        ('h264 = {encoder = "x; rm"}', "cameras[1].h264.encoder: must be an encoder name"),
+        ('h264 = {preset = "fastest"}', "cameras[1].h264.preset: must be one of ultrafast"),
+        ("h264 = {bitrate_kbps = -1}", "cameras[1].h264.bitrate_kbps: must be an integer >= 0"),
+        ('h264 = {max_size = "8x8"}', "cameras[1].h264.max_size: must be at least 16x16"),
+        ("h264 = {keyframe_seconds = 0}", "cameras[1].h264.keyframe_seconds: must be a number"),
+        ("h264 = {keyframe_seconds = 90}", "cameras[1].h264.keyframe_seconds: must be at most 60"),
+        ("h264 = {max_fps = 0}", "cameras[1].h264.max_fps: must be a positive integer"),
+        ("h264 = {crf = 20}", "cameras[1].h264.crf: unknown key"),
     ],
 )
 def test_camera_errors_name_the_key(snippet: str, message: str) -> None:
