@@ -8,6 +8,8 @@ key while clients hold it, and one-off snapshot transcodes shared per frame.
 from __future__ import annotations
 
 from .audio import AudioCounters, AudioDecoder, PcmBlock, PyAvDecoder, codec_for
+from .audio_codecs import AudioEncodeCounters, AudioEncoderConfig, AudioEncoding, EncodedAudio
+from .audio_encode import AudioEncodePipeline
 from .image import DEFAULT_COMPRESSION, JpegPipeline, qscale_for
 from .params import ImageParams, ParamError, parse_image_params
 from .pool import VariantHandle, VariantLimitError, VariantPool
@@ -17,6 +19,11 @@ __all__ = [
     "DEFAULT_COMPRESSION",
     "AudioCounters",
     "AudioDecoder",
+    "AudioEncodeCounters",
+    "AudioEncodePipeline",
+    "AudioEncoderConfig",
+    "AudioEncoding",
+    "EncodedAudio",
     "ImageParams",
     "JpegPipeline",
     "JpegTranscoder",
