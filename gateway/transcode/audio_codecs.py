@@ -56,7 +56,8 @@ class EncodedAudio:
 
     #: The codec's packet (raw AAC access unit, or one Opus packet).
     payload: bytes
-    #: Where the first sample it decodes to belongs, in ``1 / sample_rate``.
+    #: Where the first sample it decodes to belongs, in ``1 / sample_rate`` (priming
+    #: included, so negative for the first packet of a timeline starting near 0).
     pts: int
     #: Samples it decodes to.
     duration: int
