@@ -10,6 +10,8 @@ decoded audio (``PcmRendition``: ``AudioDecoder`` and a level meter).
 from __future__ import annotations
 
 from .audio import AudioCounters, AudioDecoder, PcmBlock, PyAvDecoder, codec_for
+from .audio_codecs import AudioEncodeCounters, AudioEncoderConfig, AudioEncoding, EncodedAudio
+from .audio_encode import AudioEncodePipeline
 from .image import DEFAULT_COMPRESSION, JpegPipeline, qscale_for
 from .params import ImageParams, ParamError, parse_image_params
 from .pcm import PCM_KEY, LevelMeter, PcmRendition
@@ -24,6 +26,11 @@ __all__ = [
     "PCM_KEY",
     "AudioCounters",
     "AudioDecoder",
+    "AudioEncodeCounters",
+    "AudioEncodePipeline",
+    "AudioEncoderConfig",
+    "AudioEncoding",
+    "EncodedAudio",
     "ImageParams",
     "InputPolicy",
     "JpegPipeline",
