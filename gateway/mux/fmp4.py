@@ -22,7 +22,6 @@ from gateway.errors import LocalProtocolError
 from gateway.media import Payload
 from gateway.mux import audio
 from gateway.mux.boxes import (
-    BOX_HEADER,
     FULL_BOX_HEADER,
     UNITY_MATRIX,
     box,
@@ -33,7 +32,6 @@ from gateway.mux.boxes import (
     language,
     u16,
     u32,
-    u64,
 )
 from gateway.mux.tracks import AudioCodec, AudioTrack, Track, VideoTrack
 
@@ -74,8 +72,18 @@ MAX_DATA_OFFSET = 0x7FFF_FFFF
 
 _VIDEO_HANDLER = (b"vide", b"VideoHandler\x00")
 _SOUND_HANDLER = (b"soun", b"SoundHandler\x00")
-_TRUN_HEAD = struct.Struct(">Ii")  # sample_count, data_offset
 _TRUN_ALWAYS = TRUN_DATA_OFFSET | TRUN_DURATION | TRUN_SIZE | TRUN_FLAGS
+# The per-frame path packs the fixed boxes of a moof in one struct call per traf rather
+# than box by box (a fragment costs ~5x less): moof header + mfhd (§8.8.4, §8.8.5), then
+# per traf its header, tfhd with track_ID only (§8.8.7), tfdt v1 (§8.8.12) and the trun
+# header up to data_offset (§8.8.8); the sample table follows each traf head.
+_MOOF_HEAD = struct.Struct(">I4s" + "I4sII")
+_TRAF_HEAD = struct.Struct(">I4s" + "I4sII" + "I4sIQ" + "I4sIIi")
+_VERSION_1 = 1 << 24  # a full box's version byte, over its 24 flag bits
+_MFHD_SIZE = FULL_BOX_HEADER + 4
+_TFHD_SIZE = FULL_BOX_HEADER + 4
+_TFDT_SIZE = FULL_BOX_HEADER + 8
+_TRUN_FIXED = FULL_BOX_HEADER + 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,19 +167,29 @@ def fragment(sequence_number: int, runs: Sequence[TrackRun]) -> list[Payload]:
     """
     if not runs or any(not run.samples for run in runs):
         raise LocalProtocolError("a fragment needs at least one run, each with samples")
-    mfhd = full_box(b"mfhd", 0, 0, u32(sequence_number))
-    traf_sizes = [_traf_size(run) for run in runs]
-    moof_size = BOX_HEADER + len(mfhd) + sum(traf_sizes)
-    payload_size = sum(len(sample.data) for run in runs for sample in run.samples)
-    mdat_header = box_header(b"mdat", payload_size)
+    # Sizes first: every trun's data_offset depends on the size of the whole moof.
+    signed = [any(sample.composition_offset for sample in run.samples) for run in runs]
+    data_sizes = [sum(len(sample.data) for sample in run.samples) for run in runs]
+    traf_sizes = [
+        _TRAF_HEAD.size + (16 if cto else 12) * len(run.samples)
+        for run, cto in zip(runs, signed, strict=True)
+    ]
+    moof_size = _MOOF_HEAD.size + sum(traf_sizes)
+    mdat_header = box_header(b"mdat", sum(data_sizes))
     offset = moof_size + len(mdat_header)
-    trafs = []
-    for run in runs:
-        if offset > MAX_DATA_OFFSET:
-            raise LocalProtocolError("fragment too large for a 32-bit trun data_offset")
-        trafs.append(_traf(run, offset))
-        offset += sum(len(sample.data) for sample in run.samples)
-    parts: list[Payload] = [container(b"moof", (mfhd, *trafs)) + mdat_header]
+    try:
+        pieces = [_MOOF_HEAD.pack(moof_size, b"moof", _MFHD_SIZE, b"mfhd", 0, sequence_number)]
+        for run, cto, traf_size, data_size in zip(
+            runs, signed, traf_sizes, data_sizes, strict=True
+        ):
+            if offset > MAX_DATA_OFFSET:
+                raise LocalProtocolError("fragment too large for a 32-bit trun data_offset")
+            pieces += _traf(run, cto, traf_size, offset)
+            offset += data_size
+    except struct.error as exc:
+        raise LocalProtocolError(f"a fragment field is out of range: {exc}") from exc
+    pieces.append(mdat_header)
+    parts: list[Payload] = [b"".join(pieces)]
     parts.extend(sample.data for run in runs for sample in run.samples if len(sample.data))
     return parts
 
@@ -279,38 +297,23 @@ def _trex(track_id: int) -> bytes:
     return full_box(b"trex", 0, 0, u32(track_id), u32(1), u32(0), u32(0), u32(0))
 
 
-def _trun_fields(run: TrackRun) -> tuple[int, int]:
-    """Return (trun flags, bytes per sample) for ``run``."""
-    if any(sample.composition_offset for sample in run.samples):
-        return _TRUN_ALWAYS | TRUN_COMPOSITION_OFFSET, 16
-    return _TRUN_ALWAYS, 12
-
-
-def _traf_size(run: TrackRun) -> int:
-    per_sample = _trun_fields(run)[1]
-    tfhd = FULL_BOX_HEADER + 4
-    tfdt = FULL_BOX_HEADER + 8
-    trun = FULL_BOX_HEADER + _TRUN_HEAD.size + per_sample * len(run.samples)
-    return BOX_HEADER + tfhd + tfdt + trun
-
-
-def _traf(run: TrackRun, data_offset: int) -> bytes:
-    flags, per_sample = _trun_fields(run)
+def _traf(run: TrackRun, signed: bool, traf_size: int, data_offset: int) -> tuple[bytes, bytes]:
+    """Return a traf's fixed boxes (traf, tfhd, tfdt and trun headers) and its sample table."""
+    count = len(run.samples)
+    per_sample = 16 if signed else 12
+    # Version 1 makes composition offsets signed (what CMAF asks for); unused without them.
+    trun_flags = (_VERSION_1 | _TRUN_ALWAYS | TRUN_COMPOSITION_OFFSET) if signed else _TRUN_ALWAYS
+    head = _TRAF_HEAD.pack(
+        traf_size, b"traf",
+        _TFHD_SIZE, b"tfhd", DEFAULT_BASE_IS_MOOF, run.track_id,
+        _TFDT_SIZE, b"tfdt", _VERSION_1, run.base_decode_time,  # 64-bit decode time
+        _TRUN_FIXED + per_sample * count, b"trun", trun_flags, count, data_offset,
+    )  # fmt: skip
     values: list[int] = []
     for sample in run.samples:
         values.append(sample.duration)
         values.append(len(sample.data))
         values.append(SYNC_SAMPLE_FLAGS if sample.keyframe else NON_SYNC_SAMPLE_FLAGS)
-        if per_sample == 16:
+        if signed:
             values.append(sample.composition_offset)
-    # Version 1 makes composition offsets signed (what CMAF asks for); unused without them.
-    version = 1 if per_sample == 16 else 0
-    field_format = "IIIi" if per_sample == 16 else "III"
-    try:
-        entries = struct.pack(">" + field_format * len(run.samples), *values)
-    except struct.error as exc:
-        raise LocalProtocolError(f"track {run.track_id}: a sample field is out of range") from exc
-    tfhd = full_box(b"tfhd", 0, DEFAULT_BASE_IS_MOOF, u32(run.track_id))
-    tfdt = full_box(b"tfdt", 1, 0, u64(run.base_decode_time))
-    head = _TRUN_HEAD.pack(len(run.samples), data_offset)
-    return container(b"traf", (tfhd, tfdt, full_box(b"trun", version, flags, head, entries)))
+    return head, struct.pack(">" + ("IIIi" if signed else "III") * count, *values)
