@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass
 
 from gateway.errors import LocalProtocolError, RemoteProtocolError
-from gateway.mux.boxes import box, full_box
+from gateway.mux.boxes import box, full_box, u16, u32
 
 Buffer = bytes | bytearray | memoryview
 
@@ -129,13 +129,13 @@ def esds_box(asc: Buffer, *, es_id: int = 0, avg_bitrate: int = 0, max_bitrate: 
         _DECODER_CONFIG,
         bytes((_OTI_MPEG4_AUDIO, _STREAM_TYPE_AUDIO)),
         (0).to_bytes(3, "big"),  # bufferSizeDB: unknown
-        max_bitrate.to_bytes(4, "big"),
-        avg_bitrate.to_bytes(4, "big"),
+        u32(max_bitrate),
+        u32(avg_bitrate),
         _descriptor(_DEC_SPECIFIC, bytes(asc)),
     )
     es = _descriptor(
         _ES_DESCR,
-        es_id.to_bytes(2, "big"),
+        u16(es_id),  # 14496-14: 0 as stored (the track's ID is in tkhd)
         b"\x00",  # no streamDependence, URL or OCR stream; streamPriority 0
         decoder_config,
         _descriptor(_SL_CONFIG, bytes((_SL_PREDEFINED_MP4,))),
@@ -171,17 +171,17 @@ def parse_opus_head(head: Buffer) -> OpusConfig:
 
 def dops_box(config: OpusConfig) -> bytes:
     """Return the ``dOps`` box (OpusSpecificBox, a plain box: no version/flags header)."""
-    fixed = _DOPS.pack(
-        0,  # Version: 0
-        config.channels,
-        config.pre_skip,
-        config.input_sample_rate,
-        config.output_gain,
-        config.mapping_family,
-    )
+    fields = (config.channels, config.pre_skip, config.input_sample_rate, config.output_gain)
+    try:
+        fixed = _DOPS.pack(0, *fields, config.mapping_family)  # Version 0
+        table = bytes((config.stream_count, config.coupled_count))
+    except (struct.error, ValueError) as exc:
+        raise LocalProtocolError(f"Opus configuration out of range: {config}") from exc
     if config.mapping_family == 0:
         return box(b"dOps", fixed)
-    return box(b"dOps", fixed, bytes((config.stream_count, config.coupled_count)), config.mapping)
+    if len(config.mapping) != config.channels:
+        raise LocalProtocolError("Opus channel mapping needs one entry per channel")
+    return box(b"dOps", fixed, table, config.mapping)
 
 
 def _descriptor(tag: int, *parts: bytes) -> bytes:
