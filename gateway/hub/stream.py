@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from gateway.errors import CapacityError, LocalProtocolError
-from gateway.hub.budget import Priority
+from gateway.hub.budget import Demand, Priority
 from gateway.hub.rate import IntervalEstimator, pts_ns
 from gateway.hub.subscription import Subscription
 from gateway.media import Frame, StreamKind
@@ -144,6 +144,21 @@ class Stream:
 
     def __len__(self) -> int:
         return len(self._subs)
+
+    def demands(self, *, default_fps: float) -> list[tuple[Subscription, Demand]]:
+        """Return each subscriber's claim on the egress budget, priced at ``frame_bytes``.
+
+        A claim asks for the subscriber's target, capped at the source rate; "the
+        source rate" is ``default_fps`` until it is measured.
+        """
+        source = self.source_fps
+        out = []
+        for sub in self._subs:
+            fps = sub.target_fps
+            if fps is None or (source is not None and fps > source):
+                fps = source if source is not None else max(fps or 0.0, default_fps)
+            out.append((sub, Demand(sub.priority, fps, self.frame_bytes)))
+        return out
 
     def __iter__(self) -> Iterator[Subscription]:
         return iter(tuple(self._subs))
