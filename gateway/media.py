@@ -36,17 +36,27 @@ class StreamState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CutPoint:
-    """Where a client may start an MPEG-2 stream and decode every picture (DESIGN §6)."""
+    """Where a client may start a stream and decode every frame: a keyframe (DESIGN §6).
 
-    #: The GOP header's ``closed_gop`` flag (ISO/IEC 13818-2 §6.3.8), as received.
-    closed_gop: bool
-    #: The GOP header's ``broken_link`` flag, as received.
-    broken_link: bool
+    MPEG-2: a GOP's first picture; H.264: an IDR access unit. The defaults describe a
+    keyframe that needs nothing but itself and what ``join`` adds (H.264 IDR, audio): a
+    closed GOP without a broken link, so no picture after it is skipped.
+    """
+
+    #: MPEG-2: the GOP header's ``closed_gop`` flag (ISO/IEC 13818-2 §6.3.8), as
+    #: received; False makes a joining client skip the ``leading`` frames that follow.
+    closed_gop: bool = True
+    #: MPEG-2: the GOP header's ``broken_link`` flag, as received.
+    broken_link: bool = False
     #: What a client starting here is sent instead of the frame's payload: the payload
-    #: with the headers the camera does not repeat prepended (sequence header and
-    #: extension; PAT and PMT in a transport stream) and ``broken_link`` set in an open
-    #: GOP, so the first bytes a client gets always decode.
-    join: Payload
+    #: with what the stream does not repeat prepended (MPEG-2: sequence header and
+    #: extension, PAT and PMT in a transport stream, and ``broken_link`` set in an open
+    #: GOP), so the first bytes a client gets always decode. Empty: the payload itself
+    #: (H.264 Annex-B with SPS/PPS in band); ``Frame.join_payload`` resolves it.
+    join: Payload = b""
+    #: Codec configuration valid from here on, for containers that carry it out of band
+    #: (H.264: the avcC record of an fMP4 init segment); None: there is none.
+    config: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +77,8 @@ class Frame:
     received_ns: int = 0
     #: Extra part headers worth keeping (lower-case name, value), e.g. ``x-delta-time``.
     headers: tuple[tuple[str, str], ...] = field(default=())
-    #: MPEG-2: set when a client may start at this frame (a GOP's first picture).
+    #: Set when a client may start at this frame: a keyframe (MPEG-2: a GOP's first
+    #: picture; H.264: an IDR access unit).
     cut: CutPoint | None = None
     #: MPEG-2: a B-picture of an open GOP shown before the GOP's I-picture; a client that
     #: started at that GOP's cut point skips it (it references the previous GOP).
@@ -77,3 +88,14 @@ class Frame:
     def size(self) -> int:
         """Return the payload length in bytes."""
         return len(self.payload)
+
+    @property
+    def keyframe(self) -> bool:
+        """Return True if a client may start at this frame (``cut`` is set)."""
+        return self.cut is not None
+
+    @property
+    def join_payload(self) -> Payload:
+        """Return what a client starting at this frame is sent: the cut's join, or the payload."""
+        cut = self.cut
+        return cut.join if cut is not None and len(cut.join) else self.payload

@@ -3,6 +3,7 @@
 from gateway.hub.budget import Demand, Priority, allocate
 from gateway.hub.camera import CameraMedia, MediaSettings, SpecTable, Upstream
 from gateway.hub.cursor import MIN_MAXLAG_NS, Cursor
+from gateway.hub.delivery import Delivery
 from gateway.hub.egress import EgressBudget
 from gateway.hub.rate import IntervalEstimator, RateSelector, pts_ns, received_ns
 from gateway.hub.renditions import (
@@ -23,6 +24,7 @@ __all__ = [
     "CameraMedia",
     "CapacityExceededError",
     "Cursor",
+    "Delivery",
     "Demand",
     "EgressBudget",
     "IntervalEstimator",

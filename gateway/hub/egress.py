@@ -3,18 +3,18 @@
 The allocator is not run per frame: subscribe/unsubscribe/retarget mark the budget
 dirty, and a stream's average frame size or source rate moving by more than
 ``drift`` since the last run does too; the next ``publish`` of any stream then
-re-runs it once for all subscriptions of all streams.
+re-runs it once over every stream's ``demands`` and hands each subscription its
+share through ``Subscription.set_allowed_fps``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.hub.budget import Demand, allocate
+from gateway.hub.budget import allocate
 
 if TYPE_CHECKING:
     from gateway.hub.stream import Stream
-    from gateway.hub.subscription import Subscription
 
 
 class EgressBudget:
@@ -64,28 +64,21 @@ class EgressBudget:
             self.rebalance()
 
     def rebalance(self) -> None:
-        """Run the allocator over every subscription and apply the allowed rates."""
+        """Run the allocator over every stream's demands and apply the allowed rates."""
         self.dirty = False
         self.runs += 1
-        subs: list[Subscription] = []
-        demands: list[Demand] = []
+        claims = []
         for stream in self._streams:
-            source = stream.source_fps
-            self._streams[stream] = (stream.frame_bytes, source or 0.0)
-            for sub in stream:
-                fps = sub.target_fps
-                if fps is None or (source is not None and fps > source):
-                    fps = source if source is not None else max(fps or 0.0, self._default_fps)
-                subs.append(sub)
-                demands.append(Demand(sub.priority, fps, stream.frame_bytes))
+            self._streams[stream] = (stream.frame_bytes, stream.source_fps or 0.0)
+            claims += stream.demands(default_fps=self._default_fps)
         if self.bytes_per_s is None:
-            for sub in subs:
-                sub._set_allowed(None)
+            for sub, _ in claims:
+                sub.set_allowed_fps(None)
             return
-        allowed = allocate(demands, self.bytes_per_s)
-        for sub, demand, fps in zip(subs, demands, allowed, strict=True):
+        allowed = allocate([demand for _, demand in claims], self.bytes_per_s)
+        for (sub, demand), fps in zip(claims, allowed, strict=True):
             # Granted in full: leave the selector at the requested rate (None stays None).
-            sub._set_allowed(None if fps >= demand.fps else fps)
+            sub.set_allowed_fps(None if fps >= demand.fps else fps)
 
 
 def _moved(old: float, new: float, drift: float) -> bool:

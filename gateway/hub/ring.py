@@ -1,11 +1,13 @@
-"""Byte-stream fan-out with cut points: MPEG-2 (and its prebuffer) and audio.
+"""Frame fan-out with cut points: MPEG-2 (and its prebuffer), audio, encoded renditions.
 
-MPEG-2 and audio are not latest-wins images: a client gets a contiguous byte stream,
-and when it falls behind (``maxlag``, else ``client_buffer_bytes``) it is cut forward
-to the newest cut point (MPEG-2: a frame with ``frame.cut``; audio: every part), so
-what it receives always decodes (DESIGN §6). The ring is also the MPEG-2 prebuffer
-(``buffer.cgi?prebuffer=N``, VAPIX §5.3.3). It knows nothing about sockets and reads
-no clock; an endpoint drives one :class:`~gateway.hub.cursor.Cursor` per client::
+MPEG-2, audio and encoded video are not latest-wins images: a client gets every frame
+in order, and when it falls behind (``maxlag``, else ``client_buffer_bytes``) it is cut
+forward to the newest cut point (a keyframe: a frame with ``frame.cut``; audio: every
+part), so what it receives always decodes (DESIGN §6). The ring is also the MPEG-2
+prebuffer (``buffer.cgi?prebuffer=N``, VAPIX §5.3.3). It knows nothing about sockets and
+reads no clock; an endpoint drives one :class:`~gateway.hub.cursor.Cursor` per client,
+as a byte stream (``take``/``check``, below) or frame by frame (``take_frames`` and
+``check_frames``: fMP4, LL-HLS, WebRTC)::
 
     start = ring.cut_near(ring.newest.received_ns - prebuffer_ns) if prebuffer else None
     with ring.subscribe(start if start is not None else "newest_cut",
@@ -18,7 +20,10 @@ no clock; an endpoint drives one :class:`~gateway.hub.cursor.Cursor` per client:
             cur.check(siocoutq(sock) + unsent, time.monotonic_ns())
 
 Positions (``seq``) count the frames published to this ring, from 0; they are not
-``Frame.seq``, which restarts with every upstream connection.
+``Frame.seq``, which restarts with every upstream connection. A cursor reads the ring
+through its public methods only (``frame_at``, ``offset``, ``cut_at_or_after``,
+``wait_for``, ``arm``...), and the ring calls nothing of a cursor's but ``snapshot``
+and the listener a parked cursor registered.
 """
 
 from __future__ import annotations
@@ -34,9 +39,12 @@ from gateway.hub.cursor import Cursor
 from gateway.hub.stream import StreamFullError
 from gateway.media import NS_PER_SECOND, Frame, StreamKind
 
+#: Called after every publish, and once when the ring closes (``Ring.arm``).
+Listener = Callable[[], None]
+
 
 def has_cut(frame: Frame) -> bool:
-    """Return True if a client may start at ``frame`` (MPEG-2: ``frame.cut`` is set)."""
+    """Return True if a client may start at ``frame``: it is a keyframe (``frame.cut``)."""
     return frame.cut is not None
 
 
@@ -58,6 +66,7 @@ class Ring:
         max_subscribers: int | None = None,
         is_cut: Callable[[Frame], bool] | None = None,
         max_gop_bytes: int | None = None,
+        on_keyframe_request: Callable[[], None] | None = None,
     ) -> None:
         """Create a ring.
 
@@ -70,7 +79,8 @@ class Ring:
         loses its cut point (``truncated_gops``) and is trimmed from the front like a
         stream without cut points; clients then join at the next cut point.
         ``is_cut`` says where a client may start; the default is ``every_frame`` for
-        audio and ``has_cut`` otherwise.
+        audio and ``has_cut`` otherwise. ``on_keyframe_request`` is the producer's
+        (see ``set_keyframe_source``).
         """
         if seconds < 0 or max_bytes < 0:
             raise LocalProtocolError("seconds and max_bytes must be >= 0")
@@ -90,14 +100,16 @@ class Ring:
         self._total = 0
         self._held = 0
         self._oversize_cut = -1
+        self._connection_start = 0
+        self._keyframe_source = on_keyframe_request
         self._cursors: dict[Cursor, None] = {}
         # One future per event, shared by every waiting cursor: publish costs the same
         # whatever the number of cursors (STYLE §3).
         self._data_fut: asyncio.Future[None] | None = None
         self._cut_fut: asyncio.Future[None] | None = None
-        #: Parked cursors with a synchronous writer (``Cursor.set_deliver``): publish
-        #: hands them the new frame directly instead of waking their coroutine.
-        self._armed: dict[Cursor, None] = {}
+        #: Parked cursors' listeners (``Cursor.set_deliver``): publish hands them the new
+        #: frame directly instead of waking their coroutine.
+        self._armed: dict[Listener, None] = {}
         #: True after ``close``.
         self.closed = False
         #: Frames published since creation.
@@ -108,6 +120,8 @@ class Ring:
         self.oversize_gops = 0
         #: GOPs that grew past ``max_gop_bytes`` and were trimmed (their cut point lost).
         self.truncated_gops = 0
+        #: Keyframe requests passed on to the producer.
+        self.keyframe_requests = 0
 
     # -- publishing ------------------------------------------------------------------
 
@@ -120,8 +134,7 @@ class Ring:
             # A new upstream connection: its bytes do not continue the old ones (an open
             # GOP's leading pictures would reference pictures of the old connection), so
             # every reader joins again at the new connection's first cut point.
-            for cur in self._cursors:
-                cur._rejoin(seq)
+            self._connection_start = seq
         size = len(frame.payload)
         self._frames.append(frame)
         self._starts.append(self._total)
@@ -136,8 +149,8 @@ class Ring:
             self._cut_fut = _resolve(self._cut_fut)
         self._evict(frame.received_ns)
         if self._armed:
-            for cur in tuple(self._armed):
-                cur._offer()
+            for listener in tuple(self._armed):
+                listener()
         self._data_fut = _resolve(self._data_fut)
 
     def _evict(self, newest_ns: int) -> None:
@@ -215,6 +228,37 @@ class Ring:
         i = seq - self._first
         return self._frames[i] if 0 <= i < len(self._frames) else None
 
+    def frame_at(self, seq: int) -> Frame:
+        """Return the held frame at position ``seq``; LocalProtocolError if it is not held."""
+        i = seq - self._first
+        if not 0 <= i < len(self._frames):
+            raise LocalProtocolError(f"position {seq} is not held")
+        return self._frames[i]
+
+    def offset(self, seq: int) -> int:
+        """Return the bytes published before position ``seq`` (a held position or the next)."""
+        i = seq - self._first
+        if i == len(self._starts):
+            return self._total
+        if not 0 <= i < len(self._starts):
+            raise LocalProtocolError(f"position {seq} is not held")
+        return self._starts[i]
+
+    def cut_at_or_after(self, seq: int) -> int | None:
+        """Return the first held cut point at or after position ``seq``, or None."""
+        cuts = self._cuts
+        i = bisect_left(cuts, seq)
+        return cuts[i] if i < len(cuts) else None
+
+    @property
+    def connection_start(self) -> int:
+        """Return the position of the newest upstream connection's first frame.
+
+        A frame whose ``Frame.seq`` is 0 after others starts a new connection: what
+        follows does not continue what came before, so every reader joins again there.
+        """
+        return self._connection_start
+
     def cut_near(self, t_ns: int) -> int | None:
         """Return the held cut point whose ``received_ns`` is nearest ``t_ns`` (older on ties)."""
         cuts = self._cuts
@@ -230,16 +274,6 @@ class Ring:
         d_before = t_ns - frames[before - first].received_ns
         d_after = frames[after - first].received_ns - t_ns
         return after if d_after < d_before else before
-
-    def _cut_at_or_after(self, seq: int) -> int | None:
-        cuts = self._cuts
-        i = bisect_left(cuts, seq)
-        return cuts[i] if i < len(cuts) else None
-
-    def _offset(self, seq: int) -> int:
-        """Return the bytes published before position ``seq`` (held or next)."""
-        i = seq - self._first
-        return self._starts[i] if i < len(self._starts) else self._total
 
     # -- cursors ---------------------------------------------------------------------
 
@@ -288,26 +322,29 @@ class Ring:
 
     def snapshot(self) -> list[dict[str, object]]:
         """Return the ``/api/cameras`` ``clients`` entries of this ring."""
-        newest = self.newest
-        out = []
-        for cur in self._cursors:
-            if newest is not None:
-                cur._refresh_fps(newest.received_ns)
-            out.append(cur.snapshot())
-        return out
+        return [cur.snapshot() for cur in self._cursors]
 
     def close(self) -> None:
         """End the ring: every cursor drains what is pending, then ``wait`` returns False."""
         if self.closed:
             return
         self.closed = True
-        self._wake_all()
+        self.wake_waiters()
+        for listener in tuple(self._armed):
+            listener()
 
-    def _remove(self, cur: Cursor) -> None:
+    # -- what cursors call -----------------------------------------------------------
+
+    def discard(self, cur: Cursor) -> None:
+        """Forget ``cur`` (``Cursor.close`` calls this)."""
         self._cursors.pop(cur, None)
 
-    def _future(self, *, cut: bool) -> asyncio.Future[None]:
-        """Return the shared future resolved by the next publish (of a cut point)."""
+    def wait_for(self, *, cut: bool) -> asyncio.Future[None]:
+        """Return the future resolved by the next publish (``cut``: of a cut point) or close.
+
+        It is shared by every waiter: never cancel it, and expect it to be cancelled by
+        another waiter's cancellation (``Cursor.wait`` shows how).
+        """
         fut = self._cut_fut if cut else self._data_fut
         if fut is None or fut.done():
             fut = asyncio.get_running_loop().create_future()
@@ -317,11 +354,39 @@ class Ring:
                 self._data_fut = fut
         return fut
 
-    def _wake_all(self) -> None:
+    def wake_waiters(self) -> None:
+        """Resolve the shared futures now: every waiting cursor looks at its state again."""
         self._data_fut = _resolve(self._data_fut)
         self._cut_fut = _resolve(self._cut_fut)
-        for cur in tuple(self._armed):
-            cur._unpark()
+
+    def arm(self, listener: Listener) -> None:
+        """Call ``listener`` after every publish and once on close, until ``disarm``.
+
+        A parked cursor's writer takes new frames this way (``Cursor.set_deliver``). The
+        listener runs inside ``publish``: it must not raise, wait or publish.
+        """
+        self._armed[listener] = None
+
+    def disarm(self, listener: Listener) -> None:
+        """Stop calling ``listener``; idempotent."""
+        self._armed.pop(listener, None)
+
+    # -- keyframes -------------------------------------------------------------------
+
+    def set_keyframe_source(self, on_keyframe_request: Callable[[], None] | None) -> None:
+        """Register the producer's keyframe request callback (None: there is none).
+
+        The producer (an encoder) rate-limits requests itself; a camera's own stream
+        cannot make keyframes on demand, so its ring has none.
+        """
+        self._keyframe_source = on_keyframe_request
+
+    def request_keyframe(self) -> None:
+        """Ask the producer for a keyframe now (synchronously); a no-op without one."""
+        source = self._keyframe_source
+        if source is not None and not self.closed:
+            self.keyframe_requests += 1
+            source()
 
 
 def _resolve(fut: asyncio.Future[None] | None) -> asyncio.Future[None] | None:

@@ -1,4 +1,4 @@
-"""Per camera stream fan-out: the newest frame, a short history, and subscriptions.
+"""Per camera stream fan-out: the newest frame and its subscriptions (latest-wins).
 
 ``Stream.publish`` is synchronous and touches one slot per subscriber (STYLE §3): a
 subscription holds at most one undelivered frame, always the newest one it is due
@@ -9,12 +9,11 @@ Nothing here reads a clock: rates are measured in source time.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from gateway.errors import CapacityError, LocalProtocolError
-from gateway.hub.budget import Priority
+from gateway.hub.budget import Demand, Priority
 from gateway.hub.rate import IntervalEstimator, pts_ns
 from gateway.hub.subscription import Subscription
 from gateway.media import Frame, StreamKind
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class StreamFullError(CapacityError):
-    """``subscribe`` was called on a stream that has ``max_subscribers`` already."""
+    """``subscribe`` was called on a stream (or ring) at its ``max_subscribers``."""
 
 
 class Stream:
@@ -35,8 +34,6 @@ class Stream:
         kind: StreamKind,
         *,
         name: str = "",
-        history_frames: int = 16,
-        history_bytes: int = 8 * 2**20,
         max_subscribers: int | None = None,
         budget: EgressBudget | None = None,
         on_wanted_fps: Callable[[float | None], None] | None = None,
@@ -44,25 +41,18 @@ class Stream:
     ) -> None:
         """Create a stream.
 
-        ``history_frames``/``history_bytes`` bound the kept history (the newest frame is
-        always kept); ``budget`` is shared by every stream under one ``max_egress_mbps``;
+        ``budget`` is shared by every stream under one ``max_egress_mbps``;
         ``on_wanted_fps`` is called with the new ``wanted_fps`` whenever it changes;
         ``timestamp`` maps a frame to its source time in ns (``pts_ns`` or
         ``received_ns`` from ``gateway.hub.rate``).
         """
-        if history_frames < 1 or history_bytes < 0:
-            raise LocalProtocolError("history_frames must be >= 1 and history_bytes >= 0")
         self.kind = kind
         self.name = name
-        self._history_frames = history_frames
-        self._history_bytes = history_bytes
         self._max_subscribers = max_subscribers
         self._budget = budget
         self._on_wanted_fps = on_wanted_fps
         self._timestamp = timestamp
         self._subs: dict[Subscription, None] = {}
-        self._history: deque[Frame] = deque()
-        self._held_bytes = 0
         self._frame_waiters: list[asyncio.Future[None]] = []
         self._interval = IntervalEstimator()
         self._live_ts = 0
@@ -94,7 +84,6 @@ class Stream:
         )
         self.frames_published += 1
         self.latest = frame
-        self._remember(frame, size)
         if self._frame_waiters:
             for w in self._frame_waiters:
                 if not w.done():
@@ -106,20 +95,6 @@ class Stream:
         interval = self._interval.interval_ns
         for sub in self._subs:
             sub._offer(frame, ts, interval)
-
-    def _remember(self, frame: Frame, size: int) -> None:
-        history = self._history
-        history.append(frame)
-        self._held_bytes += size
-        while len(history) > 1 and (
-            len(history) > self._history_frames or self._held_bytes > self._history_bytes
-        ):
-            self._held_bytes -= len(history.popleft().payload)
-
-    @property
-    def history(self) -> tuple[Frame, ...]:
-        """Return the kept frames, oldest first (the newest is always among them)."""
-        return tuple(self._history)
 
     @property
     def source_fps(self) -> float | None:
@@ -169,6 +144,21 @@ class Stream:
 
     def __len__(self) -> int:
         return len(self._subs)
+
+    def demands(self, *, default_fps: float) -> list[tuple[Subscription, Demand]]:
+        """Return each subscriber's claim on the egress budget, priced at ``frame_bytes``.
+
+        A claim asks for the subscriber's target, capped at the source rate; "the
+        source rate" is ``default_fps`` until it is measured.
+        """
+        source = self.source_fps
+        out = []
+        for sub in self._subs:
+            fps = sub.target_fps
+            if fps is None or (source is not None and fps > source):
+                fps = source if source is not None else max(fps or 0.0, default_fps)
+            out.append((sub, Demand(sub.priority, fps, self.frame_bytes)))
+        return out
 
     def __iter__(self) -> Iterator[Subscription]:
         return iter(tuple(self._subs))

@@ -168,6 +168,11 @@ class Subscription(Membership):
         self._apply_allowed()
         self._stream._changed()
 
+    def set_allowed_fps(self, fps: float | None) -> None:
+        """Apply the egress budget's allocation: at most ``fps`` (None: unlimited)."""
+        self.allowed_fps = fps
+        self._apply_allowed()
+
     def record_lag(self, lag_ns: int) -> None:
         """Report the client's lag behind live, kernel send queue included."""
         self.lag_ns = lag_ns
@@ -225,10 +230,6 @@ class Subscription(Membership):
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
-
-    def _set_allowed(self, fps: float | None) -> None:
-        self.allowed_fps = fps
-        self._apply_allowed()
 
     def _apply_allowed(self) -> None:
         target, allowed = self.target_fps, self.allowed_fps

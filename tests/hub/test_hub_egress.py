@@ -97,3 +97,29 @@ def test_starved_desired_client_gets_nothing_until_budget_frees() -> None:
     assert counts[1] == 0
     req.close()
     assert run(stream, [des], frames(50, start=255)) == [pytest.approx(20, abs=1)]
+
+
+def test_streams_report_demands_and_subscriptions_take_their_allocation() -> None:
+    stream = Stream(StreamKind.MJPEG)
+    req = stream.subscribe(target_fps=10, priority=Priority.REQUIRED)
+    fast = stream.subscribe(target_fps=60)
+    any_rate = stream.subscribe()
+    # Before the source rate is measured, "the source rate" is priced at default_fps.
+    claims = stream.demands(default_fps=25.0)
+    assert [sub for sub, _ in claims] == [req, fast, any_rate]
+    assert [(d.priority, d.fps) for _, d in claims] == [
+        (Priority.REQUIRED, 10),
+        (Priority.DESIRED, 60),
+        (Priority.DESIRED, 25),
+    ]
+    run(stream, [], frames(5))  # 25 fps, 50 kB frames measured
+    claims = stream.demands(default_fps=12.5)
+    assert [d.fps for _, d in claims] == pytest.approx([10, 25, 25])  # capped at the source
+    assert {d.frame_bytes for _, d in claims} == {FRAME_BYTES}
+    fast.set_allowed_fps(5.0)
+    assert fast.allowed_fps == 5.0
+    assert fast.effective_fps == pytest.approx(5.0)
+    req.set_allowed_fps(20.0)  # more than it asked for: its target stays
+    assert req.effective_fps == pytest.approx(10)
+    fast.set_allowed_fps(None)
+    assert fast.effective_fps == pytest.approx(60)

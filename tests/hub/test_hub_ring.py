@@ -102,7 +102,7 @@ def test_without_any_cut_point_memory_is_still_bounded() -> None:
     assert ring.newest_cut is None
     assert ring.bytes <= 10_000
     assert ring.held_ns == 0
-    assert len(ring._frames) == 20  # 10_000 bytes of 500-byte frames
+    assert ring.next_seq - ring.first_seq == 20  # 10_000 bytes of 500-byte frames
 
 
 def _assert_whole_gops(ring: Ring) -> None:
@@ -275,10 +275,9 @@ async def test_waiters_share_one_future_per_publish() -> None:
         cur.take(1 << 20)
     tasks = [asyncio.create_task(cur.wait()) for cur in cursors]
     await asyncio.sleep(0)
-    fut = ring._data_fut
-    assert fut is not None
+    fut = ring.wait_for(cut=False)  # the one the waiters share
     assert len(fut._callbacks) == 50
     ring.publish(src.next())
     assert fut.done()
-    assert ring._data_fut is None
+    assert ring.wait_for(cut=False) is not fut  # the next publish resolves a new one
     assert all(await asyncio.gather(*tasks))

@@ -1,5 +1,5 @@
-"""Property: whatever the interleaving, a cursor hands out whole frames, and every
-discontinuity in what it hands out starts with the join bytes of a cut point."""
+"""Property: whatever the interleaving (of both views), a cursor hands out whole frames,
+and every discontinuity in what it hands out starts with the join bytes of a cut point."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ ops = st.lists(
     st.one_of(
         st.tuples(st.just("publish"), st.lists(kinds, min_size=1, max_size=40)),
         st.tuples(st.just("take"), st.integers(1, 8000)),
+        st.tuples(st.just("take_frames"), st.integers(1, 10)),
         st.tuples(st.just("check"), st.floats(0, 1), st.integers(0, 3 * PERIOD_NS)),
+        st.tuples(st.just("check_frames"), st.floats(0, 1), st.integers(0, 3 * PERIOD_NS)),
     ),
     max_size=60,
 )
@@ -99,10 +101,23 @@ def test_handed_out_bytes_are_whole_frames_joined_at_cut_points(
             assert len(out) <= 1 or total <= limit
             sent += total
             handed += out
-        else:
+        elif op[0] == "take_frames":
+            assert cur is not None
+            deliveries = cur.take_frames(op[1])
+            assert len(deliveries) <= op[1]
+            for d in deliveries:
+                # Every frame here has a non-empty join: joined items are exactly joins.
+                assert d.joined == (d.data is not d.frame.payload)
+            sent += sum(len(d.data) for d in deliveries)
+            handed += [d.data for d in deliveries]
+        elif op[0] == "check":
             assert cur is not None
             queued = int(sent * op[1])
             cur.check(queued, t_ns + op[2])
+            assert cur.lag_ns >= 0
+        else:
+            assert cur is not None
+            cur.check_frames(int(len(handed) * op[1]), t_ns + op[2])
             assert cur.lag_ns >= 0
     if cur is None:
         return

@@ -131,13 +131,13 @@ async def test_removed_when_the_client_task_is_cancelled() -> None:
 
 
 def test_publish_with_1000_stalled_subscribers_holds_one_slot_each() -> None:
-    stream = make_stream(history_frames=4)
+    stream = make_stream()
     subs = [stream.subscribe(kind="mjpeg", remote=f"10.0.0.{i}") for i in range(1000)]
     stream.publish(frame(0))
     old = frame(1)
     base_refs = sys.getrefcount(old)
     stream.publish(old)
-    assert sys.getrefcount(old) == base_refs + 1000 + 2  # slots, latest, history
+    assert sys.getrefcount(old) == base_refs + 1000 + 1  # slots, latest
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
@@ -153,22 +153,9 @@ def test_publish_with_1000_stalled_subscribers_holds_one_slot_each() -> None:
     assert grown < 64 * 1024
     assert all(s.pending is stream.latest for s in subs)
     assert {s.skipped for s in subs} == {201}
-    assert len(stream.history) == 4
     for s in subs:
         s.close()
     assert len(stream) == 0
-
-
-def test_history_is_bounded_by_count_and_bytes() -> None:
-    stream = make_stream(history_frames=5, history_bytes=1000)
-    for i in range(10):
-        stream.publish(frame(i, size=300))
-    assert [f.seq for f in stream.history] == [7, 8, 9]
-    stream.publish(big := frame(10, size=5000))
-    assert stream.history == (big,)  # the newest frame is always kept
-    for i in range(11, 30):
-        stream.publish(frame(i, size=10))
-    assert [f.seq for f in stream.history] == list(range(25, 30))
 
 
 def wanted(stream: Stream) -> float | None:
@@ -228,8 +215,6 @@ def test_max_subscribers_and_closed_stream_errors() -> None:
         stream.subscribe()
     with pytest.raises(LocalProtocolError, match="closed"):
         stream.publish(frame(0))
-    with pytest.raises(LocalProtocolError, match="history"):
-        make_stream(history_frames=0)
 
 
 def consume(stream: Stream, subs: list[Subscription], frames: list[Frame]) -> list[list[int]]:
