@@ -30,6 +30,3 @@ class AuthError(RemoteProtocolError):
 class UpstreamError(RemoteProtocolError):
     """The camera answered with something we cannot ingest (503, HTML page, wrong type)."""
 
-
-class CapacityError(GatewayError):
-    """The gateway is at a configured bound (subscribers, variants): answer 503, retry later."""

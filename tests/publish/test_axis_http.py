@@ -31,8 +31,7 @@ async def gw() -> AsyncIterator[Gateway]:
 def record_frames(gw: Gateway, name: str = "cam") -> set[bytes]:
     """Collect the camera's newest payload and every one it sends from now on."""
     fanout = gw.fanout(name)
-    ingest = fanout.ingest
-    assert ingest is not None
+    ingest = gw.ingest(name)
     original = ingest.on_frame
     assert original is not None
     latest = fanout.source.latest
