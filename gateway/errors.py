@@ -29,4 +29,3 @@ class AuthError(RemoteProtocolError):
 
 class UpstreamError(RemoteProtocolError):
     """The camera answered with something we cannot ingest (503, HTML page, wrong type)."""
-

@@ -84,6 +84,14 @@ class Frame:
     #: started at that GOP's cut point skips it (it references the previous GOP).
     leading: bool = False
 
+    #: Encoded renditions: the same access unit in the MP4 sample form (H.264: 4-byte
+    #: lengths, no parameter sets), converted once for every fMP4 and LL-HLS reader.
+    sample: Payload | None = None
+    #: Duration in ``time_base`` units where the producer knows it (audio packets), else 0.
+    duration: int = 0
+    #: Encoded video: the picture's (width, height).
+    dimensions: tuple[int, int] | None = None
+
     @property
     def size(self) -> int:
         """Return the payload length in bytes."""

@@ -221,11 +221,12 @@ class Cursor(Membership):
             out[0] = frames[0].join_payload  # only the first frame can be a join
         return out
 
-    def take_frames(self, max_frames: int) -> list[Delivery]:
-        """Hand out the next whole frames, up to ``max_frames`` (>= 1), as ``Delivery``s."""
+    def take_frames(self, max_frames: int, *, max_bytes: int = sys.maxsize) -> list[Delivery]:
+        """Hand out the next whole frames as ``Delivery``s: up to ``max_frames`` (>= 1) and
+        ``max_bytes`` of their data (at least one frame if any is pending)."""
         if max_frames < 1:
             raise LocalProtocolError(f"max_frames must be >= 1, got {max_frames}")
-        frames, joined = self._take(sys.maxsize, max_frames)
+        frames, joined = self._take(max_bytes, max_frames)
         return [Delivery(frame, joined and i == 0) for i, frame in enumerate(frames)]
 
     def request_keyframe(self) -> None:
@@ -395,5 +396,5 @@ class Cursor(Membership):
             "bytes": self.bytes,
             "dropped_bytes": self.dropped_bytes,
             "maxlag_ms": None if self.maxlag_ns is None else self.maxlag_ns // 1_000_000,
-            "stream": self._ring.kind.value,
+            "stream": self._ring.label,
         }

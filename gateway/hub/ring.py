@@ -58,7 +58,7 @@ class Ring:
 
     def __init__(
         self,
-        kind: StreamKind = StreamKind.MPEG2,
+        kind: StreamKind | str = StreamKind.MPEG2,
         *,
         name: str = "",
         seconds: float = 10.0,
@@ -85,6 +85,8 @@ class Ring:
         if seconds < 0 or max_bytes < 0:
             raise LocalProtocolError("seconds and max_bytes must be >= 0")
         self.kind = kind
+        #: What the ring carries, for the API: a camera stream kind or a rendition kind.
+        self.label = kind.value if isinstance(kind, StreamKind) else kind
         self.name = name
         self.is_cut = is_cut or (every_frame if kind is StreamKind.AUDIO else has_cut)
         self._seconds_ns = int(seconds * NS_PER_SECOND)
@@ -308,7 +310,7 @@ class Ring:
             pos,
             maxlag_ns=maxlag_ns,
             max_buffer_bytes=max_buffer_bytes,
-            kind=kind or self.kind.value,
+            kind=kind or self.label,
             remote=remote,
         )
         self._cursors[cur] = None

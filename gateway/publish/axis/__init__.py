@@ -17,13 +17,12 @@ from gateway.media import StreamKind
 
 from . import audio, mpeg2
 from .audio import AUDIO_SOURCES, AudioSource
-from .egress import ClientEgress
 from .fanout import AxisSettings, CameraFanout
 from .handlers import FANOUTS, JPEG_PATHS, MJPEG_PATHS, SETTINGS
 from .handlers import add_routes as add_mjpeg_routes
 from .mpeg2 import MPEG2_SOURCES, Mpeg2Source
 from .options import MjpegOptions, parse_mjpeg_options, part_header
-from .streaming import CAMERA_CONFIGS, CursorPump, StreamOptions, parse_stream_options
+from .streaming import CAMERA_CONFIGS, StreamOptions, parse_stream_options
 
 
 def add_routes(app: web.Application) -> None:
@@ -88,8 +87,6 @@ __all__ = [
     "AxisCamera",
     "AxisSettings",
     "CameraFanout",
-    "ClientEgress",
-    "CursorPump",
     "MjpegOptions",
     "Mpeg2Source",
     "StreamOptions",

@@ -7,13 +7,12 @@ level ``/api`` shows comes from the camera's PCM rendition.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
 
 from gateway.errors import CapacityError
-from gateway.hub import CameraMedia, Cursor
+from gateway.hub import CameraMedia, Delivery
 from gateway.media import Payload
+from gateway.publish.streaming import serve_cursor
 from gateway.transcode import ParamError
 
 from .fanout import AxisSettings
@@ -25,7 +24,6 @@ from .streaming import (
     error,
     find_config,
     parse_stream_options,
-    serve_cursor,
 )
 
 #: Distinct part content types whose heads are cached (a camera normally sends one).
@@ -63,22 +61,12 @@ class AudioSource(CursorSource):
                 self._heads[content_type] = head
         return head
 
-    def framer(self, cursor: Cursor) -> Callable[[list[Payload]], list[Payload]]:
-        """Return what turns ``cursor``'s taken payloads into parts, each with its own type."""
-        ring = self.ring
-
-        def wrap(payloads: list[Payload]) -> list[Payload]:
-            # Every audio part is a cut point, so ``take`` handed out the frames just
-            # before the cursor's position, in order, none skipped.
-            first = cursor.position - len(payloads)
-            chunks: list[Payload] = []
-            for i, payload in enumerate(payloads):
-                frame = ring.get(first + i)
-                content_type = "audio/32KADPCM" if frame is None else frame.content_type
-                chunks += (self.head(content_type), payload, CRLF)
-            return chunks
-
-        return wrap
+    def parts(self, taken: list[Delivery]) -> list[Payload]:
+        """Return the multipart chunks of the taken audio frames, each with its own type."""
+        chunks: list[Payload] = []
+        for delivery in taken:
+            chunks += (self.head(delivery.frame.content_type), delivery.data, CRLF)
+        return chunks
 
 
 #: Every camera's audio source by camera name (cameras with ``audio = true``).
@@ -118,9 +106,9 @@ async def receive(request: web.Request) -> web.StreamResponse:
             cursor,
             AUDIO_HEADERS,
             clients=source.egress,
-            options=options,
-            settings=request.app[SETTINGS],
-            wrap=source.framer(cursor),
+            deadline=request.app[SETTINGS].write_deadline,
+            duration=options.duration,
+            wrap=source.parts,
         )
 
 

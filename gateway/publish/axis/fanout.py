@@ -17,7 +17,7 @@ from gateway.transcode import ImageParams, JpegVariant, SnapshotJobs, jpeg_key
 from .options import PartCache
 
 if TYPE_CHECKING:
-    from .egress import ClientEgress
+    from gateway.publish.egress import ClientEgress
 
 
 @dataclass(frozen=True, slots=True)

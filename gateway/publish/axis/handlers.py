@@ -7,7 +7,6 @@ camera is 404; the gateway running out of room (clients, variants) is 503.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -15,9 +14,10 @@ from gateway.config import find_camera
 from gateway.errors import CapacityError, RemoteProtocolError
 from gateway.hub import RenditionHandle, Subscription
 from gateway.media import Frame, Payload
+from gateway.publish.egress import ClientEgress
+from gateway.publish.streaming import open_body
 from gateway.transcode import ImageParams, JpegVariant, ParamError, parse_image_params
 
-from .egress import ClientEgress
 from .fanout import AxisSettings, CameraFanout
 from .options import (
     CRLF,
@@ -45,29 +45,6 @@ MJPEG_HEADERS = {
 CLOSE_DELIMITER = b"--myboundary--\r\n"
 #: Seconds between checks of a client whose gateway buffer is full or lag too high.
 POLL = 0.05
-
-
-class _MultipartResponse(web.StreamResponse):
-    """A response whose body the endpoint writes to the socket itself (no chunking)."""
-
-    # As for WebSockets: the body is not HTTP-framed by aiohttp; the connection closes.
-    _length_check = False
-
-
-async def open_body(
-    request: web.Request, headers: Mapping[str, str]
-) -> tuple[web.StreamResponse, ClientEgress | None]:
-    """Send the response head; return the response and the socket side that writes the body.
-
-    The egress is None when the client is already gone.
-    """
-    response = _MultipartResponse(headers=headers)
-    response.force_close()
-    writer = await response.prepare(request)
-    transport = request.transport
-    if writer is None or transport is None or transport.is_closing():
-        return response, None
-    return response, ClientEgress(transport, writer)
 
 
 def _error(status: int, reason: object) -> web.Response:

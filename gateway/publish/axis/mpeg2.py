@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.errors import CapacityError
 from gateway.hub import CameraMedia
 from gateway.media import NS_PER_SECOND
+from gateway.publish.streaming import serve_cursor
 from gateway.transcode import ParamError
 
 from .fanout import AxisSettings
@@ -29,7 +30,6 @@ from .streaming import (
     error,
     find_config,
     parse_stream_options,
-    serve_cursor,
 )
 
 #: The response head of §5.3.2; one response per connection, the body ends with it.
@@ -119,7 +119,12 @@ async def _stream(
             provided = cursor.provided_ns if options.prebuffer else 0
             headers["X-Prebuffer-Length"] = prebuffer_length(provided)
         return await serve_cursor(
-            request, cursor, headers, clients=source.egress, options=options, settings=settings
+            request,
+            cursor,
+            headers,
+            clients=source.egress,
+            deadline=settings.write_deadline,
+            duration=options.duration,
         )
 
 
