@@ -121,6 +121,8 @@ class H264Pipeline:
             raise LocalProtocolError(f"no H.264 encode from {source.value}")
         if threads < 0:
             raise LocalProtocolError(f"threads must be >= 0, got {threads}")
+        if fps is not None and not fps > 0:
+            raise LocalProtocolError(f"fps must be > 0, got {fps}")
         self.settings = settings
         self.source = source
         self.counters = H264Counters()
@@ -156,7 +158,11 @@ class H264Pipeline:
         return None if self._sps is None else codec_string(self._sps)
 
     def keyframe_due(self, pts: int) -> bool:
-        """Return True when the next picture, at ``pts``, is an IDR anyway."""
+        """Return True when the next picture, at ``pts``, is an IDR anyway.
+
+        Reads two fields only, so another thread may ask (a stale answer costs at most
+        one extra IDR).
+        """
         return self._encoder is None or self._next_key is None or pts >= self._next_key
 
     def encode(
@@ -244,7 +250,14 @@ class H264Pipeline:
             self._decoder = None  # start clean: the next picture must not inherit state
             self._pending.clear()
             return self._fail(f"undecodable {self.source.value} picture: {exc}")
-        stamped = [(picture, heapq.heappop(self._pending)) for picture in pictures]
+        stamped = []
+        for picture in pictures:
+            if not self._pending:
+                # More pictures than inputs (two pictures in one input): the decoder
+                # keeps its references, only this picture is not encoded.
+                self._fail(f"{self.source.value} input held more than one picture")
+                continue
+            stamped.append((picture, heapq.heappop(self._pending)))
         # The decoder holds at most has_b_frames pictures; older stamps are of pictures
         # it dropped (a JPEG with no image, B-pictures without their references).
         while len(self._pending) > int(self._decoder.has_b_frames or 0):
@@ -270,7 +283,7 @@ class H264Pipeline:
         if reopen and not self._open(source_size):
             return []
         width, height = self._size
-        full = picture.format.name in FULL_RANGE_FORMATS
+        full = picture.color_range == ColorRange.JPEG or picture.format.name in FULL_RANGE_FORMATS
         # One swscale pass: scale, 4:2:x -> 4:2:0, full -> limited range (a no-op for
         # MPEG-2 at the output size, when reformat hands the picture back as is).
         frame = self._reformatter.reformat(

@@ -240,3 +240,12 @@ def test_misuse_is_refused() -> None:
         H264Settings(keyframe_seconds=0)
     with pytest.raises(LocalProtocolError):
         H264Settings(max_fps=0)
+
+
+@pytest.mark.parametrize(
+    ("max_size", "codec"), [((1280, 720), "avc1.42c01f"), ((1920, 1080), "avc1.42c028")]
+)
+def test_level_follows_the_output_size(max_size: tuple[int, int], codec: str) -> None:
+    encode = pipeline(max_size=max_size)
+    (unit,) = encode.encode(encode_jpeg(colourful((1920, 1080))), 0)
+    assert unit.codec == encode.codec == codec

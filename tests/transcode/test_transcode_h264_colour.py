@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import cast
 
+import av
 import numpy as np
 import pytest
 from av.video.reformatter import ColorRange
@@ -51,9 +53,22 @@ def patch_means(rgb: Image) -> dict[str, tuple[float, ...]]:
     return means
 
 
-@pytest.mark.parametrize("bitrate_kbps", [0, 300])
-def test_colour_patches_survive_the_encode(bitrate_kbps: int) -> None:
-    jpeg = encode_jpeg(patch_picture(), qscale=2)
+def jpeg_of(rgb: Image, pix_fmt: str) -> bytes:
+    """Return ``rgb`` as a JPEG with chroma format ``pix_fmt`` (cameras send 4:2:0 or 4:2:2)."""
+    height, width = rgb.shape[:2]
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
+    ctx.time_base = Fraction(1, 90_000)
+    ctx.qmin = ctx.qmax = 2
+    picture = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+    return b"".join(bytes(packet) for packet in ctx.encode(picture))
+
+
+@pytest.mark.parametrize(
+    ("pix_fmt", "bitrate_kbps"), [("yuvj420p", 0), ("yuvj420p", 300), ("yuvj422p", 0)]
+)
+def test_colour_patches_survive_the_encode(pix_fmt: str, bitrate_kbps: int) -> None:
+    jpeg = jpeg_of(patch_picture(), pix_fmt)
     encode = H264Pipeline(H264Settings(bitrate_kbps=bitrate_kbps))
     units = encode.encode(jpeg, 0) + encode.encode(jpeg, 3600) + encode.flush()
     frames = decode_h264(units)
@@ -62,6 +77,7 @@ def test_colour_patches_survive_the_encode(bitrate_kbps: int) -> None:
         # The VUI says limited range, BT.601 (SMPTE 170M) matrix; the decoder reads it.
         assert frame.color_range == ColorRange.MPEG
         assert frame.colorspace == 6  # AVCOL_SPC_SMPTE170M
+        assert frame.color_primaries == frame.color_trc == 6  # SMPTE 170M too
         got = patch_means(cast(Image, frame.to_ndarray(format="rgb24")))
         for name, colour in PATCHES.items():
             assert np.allclose(got[name], colour, atol=TOLERANCE), (name, got[name], colour)

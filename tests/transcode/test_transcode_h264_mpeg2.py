@@ -70,3 +70,12 @@ def test_simulator_stream_encodes_every_picture() -> None:
     # The producer's encoder still holds its last pictures (no flush): all it released.
     assert len(pts) == len(chunks) >= COUNT - 3
     assert encode.counters.keyframes_periodic == 1 + (pts[-1] - pts[0]) // 45_000
+
+
+def test_two_pictures_in_one_input_keep_the_stream_going() -> None:
+    # The demuxer merges pictures that start in one PES packet into one unit.
+    pictures = mpeg2_pictures(12, b_frames=0)
+    merged = (pictures[4][0] + pictures[5][0], pictures[4][1])
+    pts = encode_all(mpeg2_pipeline(), [*pictures[:4], merged, *pictures[6:]])
+    assert pts == sorted(pts)
+    assert len(pts) >= 10
