@@ -12,6 +12,9 @@ from __future__ import annotations
 from .audio import AudioCounters, AudioDecoder, PcmBlock, PyAvDecoder, codec_for
 from .audio_codecs import AudioEncodeCounters, AudioEncoderConfig, AudioEncoding, EncodedAudio
 from .audio_encode import AudioEncodePipeline
+from .h264 import EncodedVideo, H264Pipeline
+from .h264_counters import H264Counters
+from .h264_params import H264Settings
 from .image import DEFAULT_COMPRESSION, JpegPipeline, qscale_for
 from .params import ImageParams, ParamError, parse_image_params
 from .pcm import PCM_KEY, LevelMeter, PcmRendition
@@ -31,6 +34,10 @@ __all__ = [
     "AudioEncoderConfig",
     "AudioEncoding",
     "EncodedAudio",
+    "EncodedVideo",
+    "H264Counters",
+    "H264Pipeline",
+    "H264Settings",
     "ImageParams",
     "InputPolicy",
     "JpegPipeline",

@@ -1,0 +1,117 @@
+"""H.264 helpers: NAL splitting, sample form, codec string, output size, levels, options."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import LocalProtocolError
+from gateway.transcode.h264_encoder import VUI, x264_options
+from gateway.transcode.h264_params import LEVELS, H264Settings, choose_level, output_size
+from gateway.transcode.nal import NalType, annexb, codec_string, nal_units, split_access_unit
+
+SPS = bytes([0x67, 0x42, 0xC0, 0x1F, 0xDA, 0x02])
+PPS = bytes([0x68, 0xCE, 0x0F, 0xC8])
+IDR = bytes([0x65, 0x88, 0x84, 0x00, 0x00, 0x03, 0x01, 0x7F])
+SEI = bytes([0x06, 0x05, 0x01, 0xAA, 0x80])
+SLICE = bytes([0x41, 0x9A, 0x02])
+
+
+def test_nal_units_handle_both_start_codes_and_trailing_zeros() -> None:
+    data = b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x01" + PPS + b"\x00\x00" + b"\x00\x00\x01" + IDR
+    units = [data[start:end] for start, end in nal_units(data)]
+    assert units == [SPS, PPS, IDR]
+
+
+def test_nal_units_of_garbage_and_empty_units() -> None:
+    assert list(nal_units(b"no start code")) == []
+    assert list(nal_units(b"\x00\x00\x01\x00\x00\x01")) == []
+
+
+def test_nal_units_is_linear_on_zero_runs() -> None:
+    # A long run of zeros must not make the splitter quadratic (would take minutes).
+    data = b"\x00\x00\x01" + SLICE + bytes(2_000_000) + b"\x00\x00\x01" + SLICE
+    assert [data[s:e] for s, e in nal_units(data)] == [SLICE, SLICE]
+
+
+def test_split_access_unit_keyframe() -> None:
+    unit = split_access_unit(annexb(SPS, PPS, SEI, IDR))
+    assert unit.idr
+    assert (unit.sps, unit.pps) == (SPS, PPS)
+    assert unit.sample == len(IDR).to_bytes(4, "big") + IDR
+
+
+def test_split_access_unit_delta() -> None:
+    unit = split_access_unit(annexb(bytes([NalType.AUD, 0xF0]), SLICE))
+    assert not unit.idr
+    assert unit.sps is None
+    assert unit.pps is None
+    assert unit.sample == len(SLICE).to_bytes(4, "big") + SLICE
+
+
+def test_codec_string() -> None:
+    assert codec_string(SPS) == "avc1.42c01f"
+    assert codec_string(bytes([0x67, 0x42, 0xE0, 0x28])) == "avc1.42e028"
+    with pytest.raises(LocalProtocolError):
+        codec_string(PPS)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ((1920, 1080), (1280, 720)),
+        ((1280, 720), (1280, 720)),
+        ((640, 480), (640, 480)),
+        ((1600, 1200), (960, 720)),
+        ((720, 1280), (404, 720)),
+        ((641, 481), (640, 480)),
+        ((3840, 2160), (1280, 720)),
+    ],
+)
+def test_output_size(source: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert output_size(source, (1280, 720)) == expected
+
+
+def test_output_size_refuses_empty_source() -> None:
+    with pytest.raises(LocalProtocolError):
+        output_size((0, 480), (1280, 720))
+
+
+@pytest.mark.parametrize(
+    ("size", "fps", "bitrate", "name"),
+    [
+        ((160, 120), 25, 0, "3.1"),
+        ((1280, 720), 30, 0, "3.1"),
+        ((1280, 720), 31, 0, "3.2"),
+        ((1280, 720), 60, 0, "3.2"),
+        ((1280, 720), 25, 16_000, "3.2"),
+        ((1920, 1080), 30, 0, "4"),
+        ((1920, 1080), 30, 30_000, "4.1"),
+        ((1920, 1080), 60, 0, "4.2"),
+        ((2560, 1440), 30, 0, "5"),
+        ((3840, 2160), 30, 0, "5.1"),
+        ((3840, 2160), 60, 0, "5.2"),
+        ((8192, 4320), 60, 0, "5.2"),  # beyond every level: the highest
+    ],
+)
+def test_level_table(size: tuple[int, int], fps: float, bitrate: int, name: str) -> None:
+    assert choose_level(size, fps, bitrate).name == name
+
+
+def test_levels_ascend() -> None:
+    assert [level.idc for level in LEVELS] == sorted(level.idc for level in LEVELS)
+
+
+def test_x264_options() -> None:
+    options = x264_options(H264Settings(), LEVELS[0])
+    assert options["tune"] == "zerolatency"
+    assert options["profile"] == "baseline"
+    params = dict(item.split("=") for item in options["x264-params"].split(":"))
+    assert params["keyint"] == "infinite"
+    assert params["scenecut"] == "0"
+    assert params["repeat-headers"] == "1"
+    assert params["level"] == "3.1"
+    assert params["crf"] == "23"
+    assert {key: params[key] for key in VUI} == VUI
+    capped = x264_options(H264Settings(bitrate_kbps=800), LEVELS[0])["x264-params"]
+    assert "vbv-maxrate=800" in capped
+    assert "crf" not in capped
