@@ -9,7 +9,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -20,8 +20,9 @@ from gateway.hub import CameraMedia, EgressBudget, MediaSettings, RenditionHandl
 from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
 from gateway.metrics import CONTENT_TYPE, make_registry, render
-from gateway.publish import axis
+from gateway.publish import axis, mp4
 from gateway.publish import web as web_page
+from gateway.publish.keys import MEDIA
 from gateway.sim import SimOptions, SimServer
 from gateway.transcode import PCM_KEY, rendition_specs
 
@@ -41,8 +42,8 @@ class CameraRuntime:
     streams: dict[StreamKind, CameraStream] = field(default_factory=dict)
     #: The in-process simulator standing in for the camera (``source = "sim"``).
     sim: SimServer | None = None
-    #: The Axis publisher's side of the camera.
-    axis: axis.AxisCamera | None = None
+    #: Each publisher's side of the camera (Axis, fMP4), in ``PUBLISHERS`` order.
+    publishers: list[CameraPublisher] = field(default_factory=list)
     #: Renditions the camera holds for as long as it runs (the PCM level meter).
     held: list[RenditionHandle[Any]] = field(default_factory=list)
 
@@ -50,8 +51,7 @@ class CameraRuntime:
         """Return the ``/api/cameras`` shape for this camera (credentials redacted)."""
         streams = {kind: s.snapshot() for kind, s in self.streams.items()}
         extra = [self.media.stats()]
-        if self.axis is not None:
-            extra.append(self.axis.stats())
+        extra += [publisher.stats() for publisher in self.publishers]
         pcm = self.media.renditions.get(PCM_KEY)
         if pcm is not None:
             extra.append({StreamKind.AUDIO: pcm.stats()})
@@ -65,7 +65,7 @@ class CameraRuntime:
             "source": redact(self.config.source),
             "streams": {kind.value: values for kind, values in streams.items()},
             "renditions": self.media.renditions.stats(),
-            "clients": [] if self.axis is None else self.axis.clients(),
+            "clients": [c for publisher in self.publishers for c in publisher.clients()],
         }
 
     async def aclose(self) -> None:
@@ -74,12 +74,41 @@ class CameraRuntime:
             await stream.stop()
         for handle in self.held:
             handle.release()
-        if self.axis is not None:
-            await self.axis.aclose()
+        for publisher in self.publishers:
+            await publisher.aclose()
         await self.media.aclose()
         if self.sim is not None:
             await self.sim.stop()
 
+
+class CameraPublisher(Protocol):
+    """One publisher's side of one camera: its clients and figures for ``/api``."""
+
+    def clients(self) -> list[dict[str, object]]:
+        """Return the ``/api`` client entries."""
+        ...
+
+    def stats(self) -> dict[StreamKind, dict[str, object]]:
+        """Return what the publisher adds to ``/api`` ``streams``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Let work in progress finish (the media ends the streaming clients)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publisher:
+    """An output of the gateway: its routes, and what it keeps per camera."""
+
+    add_routes: Callable[[web.Application], None]
+    add_camera: Callable[[web.Application, CameraMedia, GatewayConfig], CameraPublisher]
+
+
+#: Every output, each reading the cameras' media as an equal (DESIGN §2).
+PUBLISHERS = (
+    Publisher(axis.add_routes, axis.add_camera),
+    Publisher(mp4.add_routes, mp4.add_camera),
+)
 
 CONFIG = web.AppKey("config", GatewayConfig)
 CAMERAS = web.AppKey("cameras", dict[str, CameraRuntime])
@@ -122,7 +151,8 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
         for camera in config.cameras:
             media = _media(app, camera)
             runtime = runtimes[camera.name] = CameraRuntime(camera, media)
-            runtime.axis = axis.AxisCamera(app, media, config)
+            app[MEDIA][camera.name] = media
+            runtime.publishers = [p.add_camera(app, media, config) for p in PUBLISHERS]
             if media.audio is not None:
                 runtime.held.append(media.renditions.acquire(PCM_KEY))
             base_url = None
@@ -229,6 +259,8 @@ def create_app(
     app.router.add_get("/api/cameras", api_cameras)
     app.router.add_get("/api/cameras/{camera}", api_camera)
     app.router.add_get("/metrics", metrics)
-    axis.add_routes(app)
+    app[MEDIA] = {}
+    for publisher in PUBLISHERS:
+        publisher.add_routes(app)
     web_page.add_routes(app)
     return app

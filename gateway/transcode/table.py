@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.hub.renditions import RenditionKey, RenditionSpec
 
+from .audio_codecs import AudioEncoding
+from .audio_rendition import AudioRendition
+from .encode import H264_KIND, H264Rendition, h264_settings
 from .params import ImageParams
 from .pcm import PcmRendition
 from .variants import JPEG_KIND, JpegVariant
@@ -15,7 +18,13 @@ if TYPE_CHECKING:
     from gateway.hub.camera import CameraMedia, SpecTable
 
 
-def rendition_specs(*, variant_linger: float = 2.0, max_variants: int = 8) -> SpecTable:
+def rendition_specs(
+    *,
+    variant_linger: float = 2.0,
+    max_variants: int = 8,
+    encode_linger: float = 5.0,
+    max_encodes: int = 2,
+) -> SpecTable:
     """Return the table builder: which renditions a camera makes, from which sources."""
 
     def table(media: CameraMedia) -> Mapping[str, RenditionSpec]:
@@ -33,8 +42,27 @@ def rendition_specs(*, variant_linger: float = 2.0, max_variants: int = 8) -> Sp
                 noun="image variants",
                 hint="; use an existing resolution/compression",
             )
+        camera = media.camera
+        if media.mjpeg is not None or media.mpeg2 is not None:
+
+            def encode(key: RenditionKey[Any]) -> H264Rendition:
+                cap = key.params if isinstance(key.params, tuple) else None
+                settings = h264_settings(camera.h264, cap)
+                return H264Rendition(media, settings, source=camera.video_source)
+
+            specs[H264_KIND] = RenditionSpec(
+                encode, linger=encode_linger, max_live=max_encodes, noun="H.264 encodes"
+            )
         if media.audio is not None:
             specs["pcm"] = RenditionSpec(lambda _: PcmRendition(media), linger=0, max_live=1)
+            for encoding in AudioEncoding:
+
+                def audio(
+                    _: RenditionKey[Any], encoding: AudioEncoding = encoding
+                ) -> AudioRendition:
+                    return AudioRendition(media, encoding)
+
+                specs[encoding.value] = RenditionSpec(audio, linger=encode_linger, max_live=1)
         return specs
 
     return table

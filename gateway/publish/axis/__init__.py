@@ -35,6 +35,11 @@ def add_routes(app: web.Application) -> None:
     audio.add_routes(app)
 
 
+def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> AxisCamera:
+    """Make the Axis side of one camera."""
+    return AxisCamera(app, media, config)
+
+
 class AxisCamera:
     """The Axis side of one camera: whichever of its three readers the camera has."""
 
@@ -90,6 +95,7 @@ __all__ = [
     "MjpegOptions",
     "Mpeg2Source",
     "StreamOptions",
+    "add_camera",
     "add_routes",
     "parse_mjpeg_options",
     "parse_stream_options",

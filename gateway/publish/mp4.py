@@ -1,0 +1,215 @@
+"""Progressive fragmented MP4 (``GET /mp4/{camera}``): H.264 and AAC for any ``<video src>``.
+
+Every viewer reads the camera's one shared encode (the ``h264`` and ``aac`` renditions):
+a cursor on the H.264 ring, one on the AAC ring, and a ``ProgressiveMuxer`` that writes
+the init segment and then one ``moof`` + ``mdat`` per picture, zero-copy. A viewer
+starts on a keyframe at once: the newest one held if it is fresh, else an IDR asked of
+the encoder (rate-limited there). ``maxlag`` and ``client_buffer_bytes`` cut a viewer
+that falls behind to the newest keyframe, with the same write deadline as the Axis
+endpoints (the same ``CursorPump``); the muxer keeps its timeline continuous across cuts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Literal
+
+from aiohttp import web
+
+from gateway.config import GatewayConfig, LimitsConfig
+from gateway.errors import CapacityError
+from gateway.hub import CameraMedia, Cursor, Delivery, Ring
+from gateway.media import NS_PER_SECOND, Frame, Payload, StreamKind
+from gateway.mux.progressive import AudioFormat, ProgressiveMuxer
+from gateway.mux.tracks import AudioCodec
+from gateway.transcode import ParamError
+from gateway.transcode.audio_codecs import AudioEncoding
+from gateway.transcode.audio_rendition import AudioRendition, audio_key
+from gateway.transcode.encode import H264_KIND, h264_key
+
+from .axis import SETTINGS, AxisSettings
+from .axis.streaming import DURATION, MAXLAG, Parser, StreamOptions, error, parse_stream_options
+from .egress import ClientEgress
+from .keys import find_media
+from .streaming import cursor_clients, serve_cursor
+
+MP4_PATH = "/mp4/{camera}"
+#: What a viewer may ask: ``maxlag`` (ms, below 500 means 500) and ``duration`` (s).
+MP4_PARAMS: dict[str, Parser] = {"maxlag": MAXLAG, "duration": DURATION}
+MP4_HEADERS = {
+    "Content-Type": "video/mp4",
+    "Cache-Control": "no-cache, no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+#: A held keyframe at most this old is where a new viewer starts; an older one means
+#: asking the encoder for an IDR (the viewer would otherwise start that far behind).
+FRESH_KEYFRAME_NS = NS_PER_SECOND // 5
+#: Audio frames taken per fragment at most (about 10 s of AAC).
+MAX_AUDIO_FRAMES = 512
+
+
+class Mp4Camera:
+    """The fMP4 side of one camera: its viewers' sockets, for the API."""
+
+    def __init__(self, media: CameraMedia) -> None:
+        """Serve ``media``'s shared encode."""
+        self.media = media
+        #: Each viewer's video cursor and socket.
+        self.egress: dict[Cursor, ClientEgress] = {}
+
+    def clients(self) -> list[dict[str, object]]:
+        """Return the ``/api`` client entries of the camera's fMP4 viewers."""
+        rendition = self.media.renditions.get(h264_key())
+        if rendition is None:
+            return []
+        entries = cursor_clients(rendition.ring, self.egress)
+        return [entry for entry in entries if entry["kind"] == "mp4"]
+
+    def stats(self) -> dict[StreamKind, dict[str, object]]:
+        """Return nothing per stream: the encode's figures are the rendition's."""
+        return {}
+
+    async def aclose(self) -> None:
+        """Nothing to stop: the media ends the viewers' cursors."""
+
+
+#: Every camera's fMP4 side by camera name.
+MP4_CAMERAS = web.AppKey("mp4_cameras", dict[str, Mp4Camera])
+#: The configuration's ``[limits]`` (``client_buffer_bytes``); the app sets it.
+LIMITS = web.AppKey("mp4_limits", LimitsConfig)
+
+
+class _Wrap:
+    """Turns a viewer's H.264 deliveries (and the AAC that came meanwhile) into fMP4."""
+
+    def __init__(self, muxer: ProgressiveMuxer, audio: Cursor | None) -> None:
+        self.muxer = muxer
+        self.audio = audio
+
+    def __call__(self, deliveries: Sequence[Delivery]) -> Sequence[Payload]:
+        chunks: list[Payload] = []
+        video = [(d.frame, d.joined) for d in deliveries]
+        if not self.muxer.started:
+            chunks.append(self.muxer.start(video[0][0]))
+        audio: list[Frame] = []
+        if self.audio is not None:
+            audio = [d.frame for d in self.audio.take_frames(MAX_AUDIO_FRAMES)]
+        chunks += self.muxer.fragment(video, audio)
+        return chunks
+
+
+def _start(ring: Ring) -> Literal["newest_cut"] | int:
+    """Return where a new viewer starts: the newest keyframe if fresh, else the next IDR."""
+    cut = ring.newest_cut
+    newest = ring.newest
+    if cut is not None and newest is not None:
+        keyframe = ring.get(cut)
+        if keyframe is not None and newest.received_ns - keyframe.received_ns <= FRESH_KEYFRAME_NS:
+            return "newest_cut"
+    ring.request_keyframe()
+    return ring.next_seq
+
+
+def _audio_format(rendition: AudioRendition) -> AudioFormat:
+    config = rendition.pipeline.config
+    return AudioFormat(AudioCodec.AAC, config.sample_rate, config.channels, config.extradata)
+
+
+async def mp4(request: web.Request) -> web.StreamResponse:
+    """Stream the camera as progressive fMP4 from a keyframe on."""
+    key = request.match_info["camera"]
+    media = find_media(request.app, key)
+    if media is None:
+        return error(404, f"no camera {key[:40]!r}")
+    name = media.camera.name
+    try:
+        options = parse_stream_options(request.query, MP4_PARAMS)
+    except ParamError as exc:
+        return error(400, exc)
+    kinds = media.renditions.kinds()
+    if H264_KIND not in kinds:
+        return error(404, f"camera {name} has no video to encode")
+    try:
+        video = media.renditions.acquire(h264_key())
+    except CapacityError as exc:
+        return error(503, exc)
+    with video:
+        audio = None
+        try:
+            if AudioEncoding.AAC.value in kinds:
+                audio = media.renditions.acquire(audio_key(AudioEncoding.AAC))
+        except CapacityError as exc:
+            return error(503, exc)
+        try:
+            return await _serve(
+                request,
+                request.app[MP4_CAMERAS][name],
+                video.rendition.ring,
+                None if audio is None else audio.rendition,
+                options,
+            )
+        finally:
+            if audio is not None:
+                audio.release()
+
+
+async def _serve(
+    request: web.Request,
+    camera: Mp4Camera,
+    ring: Ring,
+    audio: AudioRendition | None,
+    options: StreamOptions,
+) -> web.StreamResponse:
+    settings: AxisSettings = request.app[SETTINGS]
+    limits = request.app[LIMITS]
+    remote = request.remote or ""
+    try:
+        cursor = ring.subscribe(
+            _start(ring),
+            maxlag_ns=options.maxlag_ns,
+            max_buffer_bytes=limits.client_buffer_bytes,
+            kind="mp4",
+            remote=remote,
+        )
+        sound = None if audio is None else audio.ring.subscribe(kind="mp4 audio", remote=remote)
+    except CapacityError as exc:
+        return error(503, exc)
+    with cursor:
+        try:
+            async with asyncio.timeout(settings.keyframe_wait):
+                ready = await cursor.wait()
+        except TimeoutError:
+            ready = False
+        if not ready:
+            if sound is not None:
+                sound.close()
+            name = camera.media.camera.name
+            return error(503, f"camera {name} has produced no picture to encode yet")
+        muxer = ProgressiveMuxer(None if audio is None else _audio_format(audio))
+        try:
+            return await serve_cursor(
+                request,
+                cursor,
+                MP4_HEADERS,
+                clients=camera.egress,
+                deadline=settings.write_deadline,
+                duration=options.duration,
+                wrap=_Wrap(muxer, sound),
+            )
+        finally:
+            if sound is not None:
+                sound.close()
+
+
+def add_routes(app: web.Application) -> None:
+    """Add ``/mp4/{camera}`` and the key the cameras' fMP4 sides are kept under."""
+    app[MP4_CAMERAS] = {}
+    app.router.add_get(MP4_PATH, mp4)
+
+
+def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> Mp4Camera:
+    """Make the fMP4 side of one camera."""
+    app[LIMITS] = config.limits
+    camera = app[MP4_CAMERAS][media.camera.name] = Mp4Camera(media)
+    return camera

@@ -1,0 +1,258 @@
+"""The camera's shared H.264 encode as a rendition: one encoder, every viewer reads it.
+
+``RenditionKey("h264", max_size)`` is one ``H264Pipeline`` in one ``Worker`` thread, fed
+with the camera's MJPEG frames (latest-wins: an encoder that falls behind skips input,
+counted) or MPEG-2 pictures (FIFO: pictures depend on each other; after an overflow it
+waits for the next GOP), publishing each access unit into a hub ``Ring`` as a ``Frame``:
+``payload`` in Annex B with SPS/PPS before every IDR (WebRTC, raw H.264), ``sample`` in
+the MP4 form (fMP4, LL-HLS), converted once per picture. Keyframes are cut points whose
+``config`` is the ``avcC`` record, so a reader joining there has what it needs.
+
+Readers ask for an IDR with ``Cursor.request_keyframe()``; ``KeyframeGate`` lets at most
+one request through per ``min_interval`` and ignores one while a keyframe is due anyway.
+The encoder is fed only while the ring has readers (DESIGN §6: only while someone watches).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from gateway.config import CameraConfig, H264Config, VideoSource
+from gateway.errors import LocalProtocolError
+from gateway.hub.renditions import RenditionKey
+from gateway.hub.ring import Ring, has_cut
+from gateway.media import CutPoint, Frame, StreamKind
+from gateway.mux.h264 import avcc_from_parameter_sets
+
+from .h264 import EncodedVideo, H264Pipeline
+from .h264_params import H264Settings
+from .meter import RateMeter
+from .worker import InputPolicy, Worker
+
+if TYPE_CHECKING:
+    from gateway.hub.camera import CameraMedia
+
+_log = logging.getLogger(__name__)
+
+#: The rendition kind of the shared H.264 encode.
+H264_KIND = "h264"
+#: Content type of the encoded frames (RFC 6184's media subtype).
+H264_TYPE = "video/h264"
+#: Default: at most one requested IDR per this many seconds (DESIGN §6, issue 8).
+MIN_KEYFRAME_INTERVAL = 0.5
+#: Seconds of encoded video the ring holds for readers that join or fall behind.
+RING_SECONDS = 4.0
+RING_MAX_BYTES = 16 * 2**20
+
+
+def h264_key(max_size: tuple[int, int] | None = None) -> RenditionKey[H264Rendition]:
+    """Return the key of the camera's encode (``max_size``: a smaller output size)."""
+    return RenditionKey(H264_KIND, max_size)
+
+
+def h264_settings(config: H264Config, max_size: tuple[int, int] | None = None) -> H264Settings:
+    """Return the pipeline settings of a camera's ``[cameras.h264]`` (and a size cap)."""
+    size = config.max_size
+    if max_size is not None:
+        size = (min(size[0], max_size[0]), min(size[1], max_size[1]))
+    return H264Settings(
+        encoder=config.encoder,
+        preset=config.preset,
+        bitrate_kbps=config.bitrate_kbps,
+        max_size=size,
+        keyframe_seconds=config.keyframe_seconds or 1.0,
+        max_fps=config.max_fps,
+    )
+
+
+class KeyframeGate:
+    """Rate limit of requested IDRs (sans-IO: ``now`` in seconds is an argument)."""
+
+    def __init__(self, *, min_interval: float = MIN_KEYFRAME_INTERVAL) -> None:
+        """Let one request through per ``min_interval`` seconds."""
+        if min_interval < 0:
+            raise LocalProtocolError("min_interval must be >= 0")
+        self.min_interval = min_interval
+        self._last: float | None = None
+        #: Requests made / passed to the encoder / refused by the rate limit / free
+        #: because a keyframe was due anyway.
+        self.requested = 0
+        self.granted = 0
+        self.limited = 0
+        self.due_anyway = 0
+
+    def request(self, now: float, *, due: bool = False) -> bool:
+        """Return True if a keyframe request at ``now`` goes to the encoder."""
+        self.requested += 1
+        if due:
+            self.due_anyway += 1
+            return False
+        if self._last is not None and now - self._last < self.min_interval:
+            self.limited += 1
+            return False
+        self._last = now
+        self.granted += 1
+        return True
+
+
+class H264Rendition:
+    """One camera's H.264 encode (at one size) and the ring its readers read."""
+
+    def __init__(
+        self,
+        media: CameraMedia,
+        settings: H264Settings,
+        *,
+        source: VideoSource = VideoSource.MJPEG,
+        min_keyframe_interval: float = MIN_KEYFRAME_INTERVAL,
+        pipeline: H264Pipeline | None = None,
+    ) -> None:
+        """Start the encode: its ring, its worker thread, and its feed of camera frames."""
+        camera: CameraConfig = media.camera
+        self.camera = camera
+        self.settings = settings
+        self.source = StreamKind.MJPEG if source is VideoSource.MJPEG else StreamKind.MPEG2
+        self._loop = media.loop
+        self.ring = Ring(
+            H264_KIND,
+            name=camera.name,
+            seconds=RING_SECONDS,
+            max_bytes=RING_MAX_BYTES,
+            max_subscribers=media.settings.max_clients,
+            is_cut=has_cut,
+        )
+        self.ring.set_keyframe_source(self.request_keyframe)
+        self.pipeline = pipeline or H264Pipeline(settings, source=self.source, fps=camera.fps)
+        self.gate = KeyframeGate(min_interval=min_keyframe_interval)
+        self.fps_in = RateMeter()
+        self.fps_out = RateMeter()
+        self._seq = itertools.count()
+        # Keyframe requests cross to the worker as a count: the loop raises it, the
+        # worker serves it; a LATEST input replaced before it ran cannot lose one.
+        self._requests = 0
+        self._served = 0
+        self._await_gop = False
+        policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
+        self.worker: Worker[Frame, Frame] = Worker(
+            self._job,
+            self._publish,
+            loop=media.loop,
+            policy=policy,
+            name=f"h264 {camera.name}",
+        )
+        self._detach = media.feed(self.source, self._submit)
+
+    # -- loop thread -------------------------------------------------------------------
+
+    def _submit(self, frame: Frame) -> None:
+        if not len(self.ring):
+            return  # nobody watches: the encoder idles (and lingers)
+        self.fps_in.tick(frame.received_ns)
+        self.worker.submit(frame)
+
+    def _publish(self, frame: Frame) -> None:
+        if not self.ring.closed:
+            self.fps_out.tick(frame.received_ns)
+            self.ring.publish(frame)
+
+    def request_keyframe(self) -> None:
+        """Ask for an IDR on the next picture (rate-limited; free while one is due)."""
+        newest = self.ring.newest
+        due = newest is not None and self.pipeline.keyframe_due(newest.pts)
+        if self.gate.request(self._loop.time(), due=due):
+            self._requests += 1
+
+    # -- worker thread -----------------------------------------------------------------
+
+    def _job(self, frame: Frame, reset: bool) -> list[Frame]:
+        if self.source is StreamKind.MPEG2:
+            # A picture was dropped in front of the encoder: its successors reference it,
+            # so decoding resumes at the next GOP.
+            if reset:
+                self._await_gop = True
+            if self._await_gop:
+                if frame.cut is None:
+                    return []
+                self._await_gop = False
+        requests = self._requests
+        force = requests > self._served
+        self._served = requests
+        units = self.pipeline.encode(frame.payload, frame.pts, force_keyframe=force)
+        return [self._frame(unit, frame.received_ns) for unit in units]
+
+    def _frame(self, unit: EncodedVideo, received_ns: int) -> Frame:
+        cut = None
+        if unit.keyframe:
+            config = None
+            if unit.sps is not None and unit.pps is not None:
+                config = avcc_from_parameter_sets(unit.sps, unit.pps)
+            cut = CutPoint(config=config)
+        return Frame(
+            payload=unit.annexb,
+            content_type=H264_TYPE,
+            seq=next(self._seq),
+            pts=unit.pts,
+            received_ns=received_ns,
+            cut=cut,
+            sample=unit.sample,
+            dimensions=(unit.width, unit.height),
+        )
+
+    # -- rendition ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the feed and the worker; end the readers."""
+        self._detach()
+        self.worker.close()
+        self.ring.close()
+
+    async def wait_stopped(self) -> None:
+        """Wait for the worker to finish its picture."""
+        await self.worker.wait_idle()
+
+    def busy(self) -> bool:
+        """Return True while the worker holds a picture."""
+        return bool(self.worker.items_held)
+
+    def consumers(self) -> int:
+        """Return the readers of the ring."""
+        return len(self.ring)
+
+    def upstream_fps(self) -> tuple[StreamKind, float | None] | None:
+        """Return the camera rate the encode needs while it has readers."""
+        if not len(self.ring):
+            return None
+        return self.source, None if self.settings.max_fps is None else float(self.settings.max_fps)
+
+    def stats(self) -> dict[str, object]:
+        """Return the encode's figures for ``/api`` and ``/metrics``."""
+        counters = self.pipeline.counters
+        newest = self.ring.newest
+        now = time.monotonic_ns()
+        return {
+            "encoder": self.pipeline.encoder_name,
+            "codec": self.pipeline.codec,
+            "source": self.source.value,
+            "size": _size(newest),
+            "fps_in": self.fps_in.rate(now),
+            "fps_out": self.fps_out.rate(now),
+            "skipped": self.worker.counters.skipped,
+            "failed": counters.failed + self.worker.counters.failed,
+            "encode_ms_mean": round(counters.busy_ns_total / max(counters.frames_in, 1) / 1e6, 3),
+            "keyframes_requested": self.gate.requested,
+            "keyframes_forced": counters.keyframes_forced,
+            "keyframes_produced": counters.keyframes_forced + counters.keyframes_periodic,
+            "keyframes_rate_limited": self.gate.limited,
+            "last_error": counters.last_error or self.worker.counters.last_error,
+            **{f"pipeline_{k}": v for k, v in counters.snapshot().items()},
+        }
+
+
+def _size(frame: Frame | None) -> str | None:
+    if frame is None or frame.dimensions is None:
+        return None
+    width, height = frame.dimensions
+    return f"{width}x{height}"
