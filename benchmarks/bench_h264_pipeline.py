@@ -5,7 +5,8 @@ encoded once as JPEG at the simulator's quality) is turned into H.264 four ways,
 on the same JPEGs in the same run:
 
 - phases alone: mjpeg decode; yuvj420p -> limited-range yuv420p (a reused
-  reformatter, 1 or automatic swscale threads); libx264 encode, 1 or automatic threads;
+  reformatter, 1 or automatic swscale threads, the pipeline's fast-bilinear flags or
+  bilinear); libx264 encode, 1 or automatic threads;
 - a bare PyAV loop: decode, ``frame.reformat(format="yuv420p")`` (a plane copy that
   keeps full range), encode with the same x264 options and an IDR every 25 frames;
   and the same loop converting to limited range as the pipeline does;
@@ -29,9 +30,9 @@ from typing import Any
 import av
 import numpy as np
 from av.video.frame import PictureType
-from av.video.reformatter import ColorRange, VideoReformatter
+from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 
-from gateway.transcode.h264 import H264Pipeline
+from gateway.transcode.h264 import CONVERT, H264Pipeline
 from gateway.transcode.h264_encoder import open_encoder
 from gateway.transcode.h264_params import H264Settings
 
@@ -96,13 +97,14 @@ def measure(size: tuple[int, int], count: int, repeats: int) -> dict[str, float]
             ctx.decode(av.Packet(data))
         return count
 
-    def convert(threads: int) -> list[Any]:
+    def convert(threads: int, interpolation: Interpolation = CONVERT) -> list[Any]:
         return [
             reformatter.reformat(
                 frame,
                 format="yuv420p",
                 src_color_range=ColorRange.JPEG,
                 dst_color_range=ColorRange.MPEG,
+                interpolation=interpolation,
                 threads=threads,
             )
             for frame in decoded
@@ -143,6 +145,7 @@ def measure(size: tuple[int, int], count: int, repeats: int) -> dict[str, float]
             "decode": decode,
             "convert_t1": lambda: len(convert(1)),
             "convert_tauto": lambda: len(convert(0)),
+            "convert_bilinear_t1": lambda: len(convert(1, Interpolation.BILINEAR)),
             "encode_t1": lambda: encode(1),
             "encode_tauto": lambda: encode(0),
             "bare_loop": lambda: bare(False),

@@ -9,8 +9,9 @@ negotiates for WebRTC, and one every MSE implementation plays). Level 3.1 (MaxFS
 macroblocks = 1280x720, MaxMBPS 108000 = 720p at 30 fps, ITU-T H.264 Table A-1) holds
 the default ``max_size`` at up to 30 fps, and is the floor so small streams say exactly
 ``avc1.42c01f``. A larger ``max_size`` or frame rate gets the lowest level that holds it
-(3.2 for 720p60, 4.0 = ``42c028`` for 1080p30, ...); browsers decode above the level
-they signalled in SDP, so only the SPS changes.
+(3.2 for 720p60, 4.0 = ``42c028`` for 1080p30, ...): aiortc's offer says
+``level-asymmetry-allowed=1`` (RFC 6184 §8.1), so a sender may exceed the SDP's level.
+MSE is given the codec string read from the SPS (``codec``), whatever the level.
 
 **Keyframes.** x264 never places an IDR itself (``keyint=infinite``, ``scenecut=0``).
 The pipeline marks a picture as I (an IDR with ``forced-idr``) on the first picture,
@@ -59,6 +60,11 @@ _log = logging.getLogger(__name__)
 DECODERS: Final = {StreamKind.MJPEG: "mjpeg", StreamKind.MPEG2: "mpeg2video"}
 #: Decoded formats that are full range (JPEG's yuvj*); everything else is limited.
 FULL_RANGE_FORMATS: Final = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "yuvj440p"})
+#: swscale flags when scaling down: bicubic, FFmpeg's own default for scaling.
+SCALE: Final = Interpolation.BICUBIC
+#: ... and for the range conversion alone: swscale's fast path, half the time of the
+#: others at 1280x720 (0.39 vs 0.70 ms); a 4:2:0 picture comes out within +-2 of theirs.
+CONVERT: Final = Interpolation.FAST_BILINEAR
 #: JPEG end-of-image marker (ITU-T T.81 B.1.1.3) and how far from the end it is looked
 #: for (some cameras pad after it). FFmpeg decodes a cut-off JPEG without complaint,
 #: grey below the cut; in H.264 that grey would persist, so such a JPEG is dropped.
@@ -113,7 +119,8 @@ class H264Pipeline:
         :param source: what ``encode`` is given: JPEG images or MPEG-2 pictures.
         :param fps: the camera's nominal rate (its configured ``fps``); x264's bitrate
             mode and the level assume it. ``max_fps`` caps it; default 25.
-        :param threads: encoder threads (x264 slices); 1 keeps one camera on one core.
+        :param threads: encoder threads (x264 slices, 0 = auto); 1 keeps a camera on
+            one core: on 2 cores, auto saved under 5% of wall time at 1280x720.
         :param max_source_pixels: larger source pictures are dropped undecoded.
         :param clock: monotonic nanoseconds, for the time counters.
         """
@@ -293,7 +300,7 @@ class H264Pipeline:
             format=PIX_FMT,
             src_color_range=ColorRange.JPEG if full else ColorRange.MPEG,
             dst_color_range=ColorRange.MPEG,
-            interpolation=Interpolation.BICUBIC,
+            interpolation=SCALE if (width, height) != self._source_size else CONVERT,
             threads=1,
         )
         converted = self._clock()
