@@ -1,4 +1,4 @@
-"""Prometheus exposition: a per-application registry read from live ingest state."""
+"""Prometheus exposition: a per-application registry read from live ingest and encode state."""
 
 from __future__ import annotations
 
@@ -57,10 +57,64 @@ class IngestCollector(Collector):
         yield from counters.values()
 
 
+#: (metric suffix, rendition stats key, help) for the per-rendition counters; a key a
+#: rendition kind does not have is left out for it.
+_RENDITION_COUNTERS = (
+    ("skipped", "skipped", "Input frames a producer skipped because it was behind"),
+    ("failed", "failed", "Input frames a producer could not decode or encode"),
+    ("keyframes_requested", "keyframes_requested", "Keyframes readers asked the encoder for"),
+    ("keyframes_produced", "keyframes_produced", "Keyframes the encoder produced"),
+)
+#: (metric suffix, rendition stats key, help) for the per-rendition gauges.
+_RENDITION_GAUGES = (
+    ("consumers", "consumers", "Readers of the rendition's output"),
+    ("fps_in", "fps_in", "Frames per second into the producer"),
+    ("fps_out", "fps_out", "Frames per second out of the producer"),
+    ("encode_ms_mean", "encode_ms_mean", "Mean producer time per frame, milliseconds"),
+)
+
+
+class RenditionCollector(Collector):
+    """Collect each camera's live renditions (encodes, variants) at scrape time."""
+
+    def __init__(self, snapshots: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one family per figure, labelled by camera, rendition kind and parameters."""
+        labels = ["camera", "kind", "params"]
+        live = GaugeMetricFamily(
+            "gateway_rendition_active",
+            "1 while the rendition has claims, 0 while it lingers before stopping",
+            labels=labels,
+        )
+        gauges = {
+            key: GaugeMetricFamily(f"gateway_rendition_{name}", text, labels=labels)
+            for name, key, text in _RENDITION_GAUGES
+        }
+        counters = {
+            key: CounterMetricFamily(f"gateway_rendition_{name}", text, labels=labels)
+            for name, key, text in _RENDITION_COUNTERS
+        }
+        for camera in self._snapshots():
+            for rendition in camera.get("renditions", ()):
+                ident = [camera["name"], rendition["kind"], rendition["params"] or ""]
+                live.add_metric(ident, float(rendition["state"] == "active"))
+                for table in (gauges, counters):
+                    for key, family in table.items():
+                        value = rendition.get(key)
+                        if isinstance(value, int | float):
+                            family.add_metric(ident, float(value))
+        yield live
+        yield from gauges.values()
+        yield from counters.values()
+
+
 def make_registry(snapshots: Callable[[], Iterable[dict[str, Any]]]) -> CollectorRegistry:
     """Return a registry (not the process-global one) exposing ingest state."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(snapshots))
+    registry.register(RenditionCollector(snapshots))
     return registry
 
 

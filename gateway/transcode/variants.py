@@ -102,7 +102,13 @@ class JpegVariant:
 
     def stats(self) -> dict[str, object]:
         """Return the variant's figures (the pool's per-variant entry before renditions)."""
-        return {"clients": len(self.stream), **self.transcoder.counters.snapshot()}
+        counters = self.transcoder.counters
+        return {
+            "clients": len(self.stream),
+            "skipped": counters.skipped,
+            "failed": counters.failed,
+            **counters.snapshot(),
+        }
 
 
 class SnapshotJobs:

@@ -1,0 +1,53 @@
+"""/metrics: the renditions of each camera, from the same snapshots as /api."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.metrics import make_registry, render
+
+CAMERA: dict[str, Any] = {
+    "name": "cam",
+    "streams": {},
+    "renditions": [
+        {
+            "kind": "h264",
+            "params": None,
+            "state": "active",
+            "consumers": 3,
+            "fps_in": 25.0,
+            "fps_out": 24.9,
+            "skipped": 2,
+            "failed": 1,
+            "encode_ms_mean": 3.5,
+            "keyframes_requested": 4,
+            "keyframes_produced": 9,
+            "codec": "avc1.42c01f",
+        },
+        {"kind": "jpeg", "params": "320x240", "state": "lingering", "consumers": 0},
+    ],
+}
+
+
+def test_renditions_are_exposed_with_their_labels() -> None:
+    text = render(make_registry(lambda: [CAMERA])).decode()
+    lines = set(text.splitlines())
+    h264 = 'camera="cam",kind="h264",params=""'
+    jpeg = 'camera="cam",kind="jpeg",params="320x240"'
+    expected = {
+        f"gateway_rendition_active{{{h264}}} 1.0",
+        f"gateway_rendition_active{{{jpeg}}} 0.0",
+        f"gateway_rendition_consumers{{{h264}}} 3.0",
+        f"gateway_rendition_consumers{{{jpeg}}} 0.0",
+        f"gateway_rendition_fps_out{{{h264}}} 24.9",
+        f"gateway_rendition_skipped_total{{{h264}}} 2.0",
+        f"gateway_rendition_failed_total{{{h264}}} 1.0",
+        f"gateway_rendition_keyframes_requested_total{{{h264}}} 4.0",
+        f"gateway_rendition_keyframes_produced_total{{{h264}}} 9.0",
+        f"gateway_rendition_encode_ms_mean{{{h264}}} 3.5",
+    }
+    assert expected <= lines, expected - lines
+    # A figure a kind does not have is left out, not reported as 0.
+    assert not any(line.startswith(f"gateway_rendition_fps_in{{{jpeg}") for line in lines)
+    # Strings (the codec) are not metrics.
+    assert "avc1" not in text
