@@ -69,7 +69,10 @@ class Frame:
     content_type: str
     #: Ingest sequence number, 0-based and gap-free per stream connection.
     seq: int
-    #: Presentation time in ``time_base`` units (ingest clock for MJPEG).
+    #: Presentation time in ``time_base`` units (DESIGN §6, Time): MJPEG arrival times
+    #: smoothed to the camera's rate; MPEG-2 the camera's PES PTS re-anchored (derived
+    #: where it has none), so in presentation order: not monotonic over B-pictures; audio
+    #: arrival. A new connection (``seq`` 0) re-anchors on arrival.
     pts: int
     #: Unit of ``pts``.
     time_base: Fraction = VIDEO_TIME_BASE

@@ -1,6 +1,8 @@
-"""Cheap header scans: JPEG and MPEG-2 picture size, codec names (no decoding)."""
+"""Cheap header scans: JPEG and MPEG-2 picture size and rate, codec names (no decoding)."""
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 Buffer = bytes | bytearray | memoryview
 
@@ -67,6 +69,42 @@ def mpeg_video_info(data: Buffer) -> tuple[str, tuple[int, int]] | None:
     else:
         container = "elementary stream"
     return f"{codec} ({container})", (width, height)
+
+
+#: frame_rate_value per frame_rate_code (ISO/IEC 13818-2 Table 6-4; 0 and 9-15 reserved).
+FRAME_RATES = {
+    1: Fraction(24000, 1001),
+    2: Fraction(24),
+    3: Fraction(25),
+    4: Fraction(30000, 1001),
+    5: Fraction(30),
+    6: Fraction(50),
+    7: Fraction(60000, 1001),
+    8: Fraction(60),
+}
+
+
+def mpeg_frame_rate(data: Buffer) -> Fraction | None:
+    """Return the frame rate of the first sequence header in data (§6.3.3), or None.
+
+    frame_rate_value from the header's frame_rate_code, times
+    (frame_rate_extension_n + 1) / (frame_rate_extension_d + 1) when a sequence
+    extension follows (§6.3.5); reserved codes give None.
+    """
+    raw = bytes(data[:4096])
+    at = raw.find(SEQUENCE_HEADER)
+    if at == -1 or at + 8 > len(raw):
+        return None
+    rate = FRAME_RATES.get(raw[at + 7] & 0x0F)
+    if rate is None:
+        return None
+    # The sequence extension (id 1) follows the header and its quantiser matrices; its
+    # sixth byte is low_delay, frame_rate_extension_n (2 bits), frame_rate_extension_d (5).
+    ext = raw.find(EXTENSION_START, at + 12)
+    if ext != -1 and ext + 10 <= len(raw) and raw[ext + 4] >> 4 == 1:
+        flags = raw[ext + 9]
+        rate = rate * ((flags >> 5 & 3) + 1) / ((flags & 0x1F) + 1)
+    return rate
 
 
 #: Codec names for part/stream content types (VAPIX §5.5.2 for audio).

@@ -28,6 +28,9 @@ join re-packs that PES packet from the headers on (``mpeg2_join``), and the unit
 picture_type and temporal_reference describe the I-picture. ``UnitIndexed.pictures``
 counts every picture in a unit, for frame rates.
 
+A PES header's PTS belongs to the first picture whose start code begins in that PES
+packet (ISO/IEC 13818-1 §2.4.3.7): ``UnitIndexed.pts`` is set when a unit describes it.
+
 Zero copy: socket reads land in large blocks (``get_buffer``, ``mpeg2_blocks``) that are
 never rewritten; a unit inside one block is a read-only view of it, and a unit that spans
 blocks or reads is joined once (``bytes_copied``). The container is recognised by
@@ -37,6 +40,7 @@ blocks or reads is joined once (``bytes_copied``). The container is recognised b
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gateway.demux.mpeg2_blocks import BlockInput
 from gateway.demux.mpeg2_events import (
@@ -116,6 +120,7 @@ class Mpeg2Indexer:
         self._lead_tr: int | None = None  # the open GOP's I-picture temporal_reference
         self._gop: GopStart | None = None  # GOP header awaiting its picture
         self._seq: tuple[int, Where | None] | None = None  # sequence header since a picture
+        self._pts_pes: int | None = None  # the PES packet the last picture began in
         #: Units delivered, cut points among them, units dropped, pictures merged.
         self.units = self.cuts = self.units_dropped = self.units_merged = 0
         #: Bytes of the join copies made for cut points.
@@ -231,6 +236,10 @@ class Mpeg2Indexer:
         code = sc.code
         if code not in _UNIT_STARTS:
             return
+        pts, where = None, sc.where
+        if code == PICTURE and where is not None and where.pes != self._pts_pes:
+            # The first picture start code in this PES packet takes its PTS (§2.4.3.7).
+            self._pts_pes, pts = where.pes, where.pts
         unit = self._unit
         bound = sc.at if sc.where is None else sc.where.bpos
         if self._dropping is not None:
@@ -244,7 +253,7 @@ class Mpeg2Indexer:
         elif unit.pictures and bound > unit.start:
             if sc.at - unit.start > self._max_unit:
                 self._drop_begin()
-                self._on_code(sc)
+                self._on_code(sc)  # drops a picture: its pts is not needed again
                 return
             self._emit(bound)
             unit = self._unit = _Unit(bound)
@@ -256,9 +265,9 @@ class Mpeg2Indexer:
         elif code == GROUP:
             self._gop = GopStart.read(sc, self._seq)
         else:
-            self._picture(unit, sc)
+            self._picture(unit, sc, pts)
 
-    def _picture(self, unit: _Unit, sc: StartCode) -> None:
+    def _picture(self, unit: _Unit, sc: StartCode, pts: int | None) -> None:
         tr, kind = sc.header[0] << 2 | sc.header[1] >> 6, sc.header[1] >> 3 & 7
         gop, self._gop, self._seq = self._gop, None, None
         if gop is not None:  # the first picture of a GOP (§6.2.2.6): an I-picture
@@ -270,12 +279,14 @@ class Mpeg2Indexer:
         unit.leading = leading and (first or unit.leading)  # all its pictures are leading
         if first:
             unit.kind, unit.tr = (PictureType(kind) if kind in (1, 2, 3) else None), tr
+            unit.timing = (pts, gop is not None)
         else:
             self.units_merged += 1
         if gop is not None and kind == PictureType.I and unit.gop is None:
             parts = self._join_parts(unit, gop, first)
             if parts is not None:  # the unit is a cut point: describe the GOP's I-picture
                 unit.gop, unit.parts, unit.kind, unit.tr = gop, parts, PictureType.I, tr
+                unit.timing = (pts, True)
 
     def _join_parts(self, unit: _Unit, gop: GopStart, first: bool) -> JoinParts | None:
         """Return what the join of a unit with a GOP's I-picture needs, or None if no cut."""
@@ -319,7 +330,8 @@ class Mpeg2Indexer:
             cut = CutPoint(unit.gop.closed, unit.gop.broken, join)
             self.cuts += 1
         self.units += 1
-        event = UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading, unit.pictures)
+        timing = (*unit.timing, self._scanner.frame_rate)
+        event = UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading, unit.pictures, *timing)
         self._events.append(event)
 
     def _drop_begin(self) -> None:
@@ -372,18 +384,17 @@ class Mpeg2Indexer:
             self._emit(end)
 
 
+@dataclass(slots=True)
 class _Unit:
     """The unit being read."""
 
-    __slots__ = ("gop", "kind", "leading", "parts", "pictures", "sequence", "start", "tr", "where")
-
-    def __init__(self, start: int) -> None:
-        self.start = start
-        self.where: Where | None = None
-        self.pictures = 0
-        self.sequence = False  # a sequence header precedes the first picture
-        self.kind: PictureType | None = None
-        self.tr: int | None = None
-        self.leading = False
-        self.gop: GopStart | None = None
-        self.parts: JoinParts | None = None
+    start: int
+    where: Where | None = None
+    pictures: int = 0
+    sequence: bool = False  # a sequence header precedes the first picture
+    kind: PictureType | None = None
+    tr: int | None = None
+    timing: tuple[int | None, bool] = (None, False)  # described picture: PTS, opens a GOP
+    leading: bool = False
+    gop: GopStart | None = None
+    parts: JoinParts | None = None

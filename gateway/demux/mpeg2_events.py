@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from fractions import Fraction
 
 from gateway.demux.mpeg2_sync import FormatDetected
 from gateway.media import CutPoint, Payload
@@ -40,6 +41,15 @@ class UnitIndexed:
     #: Coded pictures that start in the payload (more than one when a container packet
     #: holds several; 0 for the bytes after the last picture).
     pictures: int
+    #: The described picture's PTS (33 bits, 90 kHz, as the camera wrote it): set when
+    #: its start code is the first picture start code in a PES packet whose header
+    #: carries a PTS (ISO/IEC 13818-1 §2.4.3.7); None in an elementary stream.
+    pts: int | None = None
+    #: The described picture is the first after a GOP header: temporal_reference counts
+    #: from the GOP's first picture in display order (ISO/IEC 13818-2 §6.3.9).
+    gop: bool = False
+    #: Frames per second of the sequence header in force (§6.3.3), None before one.
+    frame_rate: Fraction | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,9 @@ straddle reads are assembled in a small scratch buffer; that copy is parsing sta
 never payload (units are cut from the caller's buffers).
 
 A malformed packet header means lost sync: the parser reports it, searches for the
-next packet (``mpeg2_sync.SyncSearch``) and carries on from there.
+next packet (``mpeg2_sync.SyncSearch``) and carries on from there. A malformed PTS in a
+well-formed PES header (marker bits 0, PTS_DTS_flags without room for the field) is no
+reason to lose sync: that packet just has no PTS (``Where.pts`` is None).
 """
 
 from __future__ import annotations
@@ -27,6 +29,30 @@ VIDEO_STREAM_TYPES = frozenset({0x01, 0x02})
 #: Video stream_id values of PES packets (ISO/IEC 13818-1 Table 2-22).
 VIDEO_IDS = range(0xE0, 0xF0)
 _END = 0xB9
+
+
+def read_timestamp(head: Buffer, i: int) -> int | None:
+    """Return the 33-bit PTS/DTS in head[i:i+5] (ISO/IEC 13818-1 §2.4.3.7), or None.
+
+    The field is ``001x`` (4 bits), ts[32..30], marker, ts[29..15], marker, ts[14..0],
+    marker: a field that is short, has another prefix or a marker bit 0 is no timestamp.
+    """
+    if i + 5 > len(head):
+        return None
+    b0, b1, b2, b3, b4 = head[i : i + 5]
+    if b0 >> 5 != 0b001 or not b0 & b2 & b4 & 1:
+        return None
+    return (b0 >> 1 & 7) << 30 | b1 << 22 | (b2 >> 1) << 15 | b3 << 7 | b4 >> 1
+
+
+def pes_pts(head: Buffer) -> int | None:
+    """Return the PTS of an MPEG-2 PES header (its first 9 bytes and the fields after)."""
+    # PTS_DTS_flags '10' or '11' (§2.4.3.6); '01' is forbidden. The field must fit in
+    # PES_header_data_length.
+    flags = head[7] >> 6
+    if not flags & 2 or head[8] < (10 if flags == 3 else 5):
+        return None
+    return read_timestamp(head, 9)
 
 
 class ProgramStreamParser(ResyncingParser):
@@ -155,15 +181,18 @@ class ProgramStreamParser(ResyncingParser):
             if len(head) < size:
                 self._want = size
                 return
+            pts = pes_pts(head)
         else:  # MPEG-1 packet header (ISO/IEC 11172-1 §2.4.3.3): stuffing, STD, PTS/DTS
             want = 6 + min(length, 28)
             if len(head) < want:
                 self._want = want
                 return
-            size = _mpeg1_header_size(head, self._packet)
+            size, pts_at = _mpeg1_header_size(head, self._packet)
+            pts = read_timestamp(head, pts_at) if pts_at else None
         self.video_id = head[3]
         end = self._packet + 6 + length
-        self._where = Where(self.gap_start, self._packet, 0, self._pack_in_gap, end)
+        packet = self._packet
+        self._where = Where(self.gap_start, packet, 0, self._pack_in_gap, end, packet, pts)
         extra = len(head) - size  # payload bytes read along with the header
         self._payload = 6 + length - len(head)
         self._head = bytearray()
@@ -174,26 +203,26 @@ class ProgramStreamParser(ResyncingParser):
             self._video_done(self._packet + 6 + length)
 
 
-def _mpeg1_header_size(head: bytearray, packet: int) -> int:
-    """Return the length of an MPEG-1 packet header (start code included)."""
-    i, end = 6, len(head)
+def _mpeg1_header_size(head: bytearray, packet: int) -> tuple[int, int]:
+    """Return the length of an MPEG-1 packet header (start code included), and where its
+    PTS field is (0: none)."""
+    i, end, pts_at = 6, len(head), 0
     while i < end and head[i] == 0xFF and i < 6 + 16:
         i += 1
     if i < end and head[i] >> 6 == 0b01:  # STD_buffer_scale and size
         i += 2
     if i < end:
         flags = head[i] >> 4
-        if flags == 0b0010:
-            i += 5
-        elif flags == 0b0011:
-            i += 10
+        if flags in (0b0010, 0b0011):  # PTS, or PTS and DTS: same field layout as MPEG-2
+            pts_at = i
+            i += 5 if flags == 0b0010 else 10
         elif head[i] == 0x0F:
             i += 1
         else:
             i = end + 1
     if i > end:
         raise RemoteProtocolError(f"program stream: bad MPEG-1 packet header at byte {packet}")
-    return i
+    return i, pts_at
 
 
 class TransportStreamParser(ResyncingParser):
@@ -219,8 +248,11 @@ class TransportStreamParser(ResyncingParser):
         self.last_pat: bytes | None = None
         self.last_pmt: bytes | None = None
         self._tables = 0  # 1: PAT, 2: PMT seen since gap_start
-        self._pes_head = bytearray()  # PES header bytes being skipped (first 9)
-        self._pes_skip = 0  # PES header bytes left to skip after the first 9
+        self._pes_head = bytearray()  # PES header bytes read: the first 9, then a PTS
+        self._pes_want = 9  # header bytes to read before the rest is skipped
+        self._pes_skip = 0  # PES header bytes left to skip; -1 while reading the head
+        self._pes_at = -1  # offset of the packet the current PES packet began in
+        self._pes_pts: int | None = None  # its PTS
 
     def _walk(self, buf: Buffer, start: int, end: int, at: int) -> int:
         i = start
@@ -245,6 +277,7 @@ class TransportStreamParser(ResyncingParser):
         except RemoteProtocolError:
             self._pes_head.clear()
             self._pes_skip, self._tables = 0, 0  # payload after resync is scanned as it is
+            self._pes_pts = None  # ... and its PES packet's PTS is unknown
             self._lose(at, bytes(buf[o + 1 : o + TS_PACKET]), frozenset())
 
     def _packet(self, buf: Buffer, o: int, at: int) -> None:
@@ -258,8 +291,7 @@ class TransportStreamParser(ResyncingParser):
         if not control & 1 or pay > end or buf[o + 1] & 0x80:
             pay = end  # no payload, an overlong adaptation field, or transport_error
         if pid == self.video_pid:
-            where = Where(self.gap_start, at, cc, self._tables == 3)
-            self._video(buf, pay if not pusi else -pay, end, at, where)
+            self._video(buf, pay if not pusi else -pay, end, at, cc)
             self.gap_start, self._tables = at + TS_PACKET, 0
             return
         if at - self.gap_start > MAX_GAP:
@@ -273,23 +305,30 @@ class TransportStreamParser(ResyncingParser):
             self._tables |= 2
             self._parse_pmt(bytes(buf[pay:end]))
 
-    def _video(self, buf: Buffer, pay: int, end: int, at: int, where: Where) -> None:
+    def _video(self, buf: Buffer, pay: int, end: int, at: int, cc: int) -> None:
         """Scan a video packet's payload from pay (negated: a PES packet starts there)."""
         base = at - (end - TS_PACKET)
+        head = self._pes_head
         if pay < 0:
             pay = -pay
-            self._pes_head.clear()
-            self._pes_skip = -1  # unknown until 9 header bytes are in
-        if self._pes_skip < 0 and pay < end:  # PES header (§2.4.3.6): 9 bytes + its length
-            n = min(9 - len(self._pes_head), end - pay)
-            self._pes_head += buf[pay : pay + n]
+            head.clear()
+            self._pes_want, self._pes_skip, self._pes_at, self._pes_pts = 9, -1, at, None
+        while self._pes_skip < 0 and pay < end:  # PES header (§2.4.3.6): 9 bytes + its length
+            n = min(self._pes_want - len(head), end - pay)
+            head += buf[pay : pay + n]
             pay += n
-            if len(self._pes_head) == 9:
-                head = self._pes_head
+            if len(head) < self._pes_want:
+                break
+            if len(head) == 9:
                 mpeg2 = head[6] >> 6 == 0b10
                 if head[:3] != b"\x00\x00\x01" or not mpeg2:
                     raise RemoteProtocolError(f"transport stream: bad video PES header at {at}")
-                self._pes_skip = head[8]
+                self._pes_want = 9 + (min(head[8], 5) if head[7] >> 7 else 0)  # room for a PTS
+                if self._pes_want > 9:
+                    continue
+            self._pes_pts = pes_pts(head)
+            self._pes_skip = head[8] - (len(head) - 9)
+        where = Where(self.gap_start, at, cc, self._tables == 3, 0, self._pes_at, self._pes_pts)
         if self._pes_skip > 0 and pay < end:
             n = min(self._pes_skip, end - pay)
             self._pes_skip -= n

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
+
+from gateway.demux.codec import mpeg_frame_rate
 
 #: Start code values (ISO/IEC 13818-2 Table 6-1).
 PICTURE = 0x00
@@ -50,6 +53,12 @@ class Where:
     tables: bool = False
     #: PS: offset just past the PES packet (0 elsewhere).
     end: int = 0
+    #: Offset of the packet the PES packet begins in (PS: ``packet``; TS: the packet with
+    #: payload_unit_start_indicator set); -1 when unknown (a TS joined mid-PES).
+    pes: int = -1
+    #: The PTS in that PES packet's header (33 bits, 90 kHz; ISO/IEC 13818-1 §2.4.3.7),
+    #: or None when it has none or a malformed one.
+    pts: int | None = None
 
 
 @dataclass(slots=True)
@@ -86,6 +95,8 @@ class StartCodeScanner:
         self._segment: tuple[Buffer, int, int, int] = (b"", 0, 0, 0)  # being scanned
         #: The last complete sequence header with its extensions, from its start code.
         self.sequence_header: bytes | None = None
+        #: Its frame rate (ISO/IEC 13818-2 §6.3.3), None if reserved or before one.
+        self.frame_rate: Fraction | None = None
 
     def floor(self) -> int | None:
         """Return the input offset of the earliest start code still being read, if any."""
@@ -170,6 +181,7 @@ class StartCodeScanner:
             length = code.es_at - self._capture_es
             if capture is not None and 0 < length <= len(capture):
                 self.sequence_header = b"\x00\x00\x01" + bytes(capture[:length])
+                self.frame_rate = mpeg_frame_rate(self.sequence_header)
         if code.code == SEQUENCE_HEADER:
             self._capture = bytearray()
             self._capture_es = code.es_at + 3

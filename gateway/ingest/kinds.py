@@ -2,6 +2,7 @@
 
 A new body consumer plugs in at two places, side by side here: ``make_consumer`` picks
 it for a response, and its kind's entry in ``FRAME_DATA`` turns its events into frames.
+``STAMPERS`` says where each kind's ``Frame.pts`` comes from (DESIGN §6, Time).
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 from urllib.parse import urlencode
 
 from gateway.config import CameraConfig
 from gateway.demux.http1 import BodyConsumer, ResponseHead
 from gateway.demux.mpeg2 import Mpeg2Indexer, UnitIndexed
 from gateway.demux.multipart import MultipartDemuxer, PartReceived
-from gateway.errors import UpstreamError
+from gateway.errors import LocalProtocolError, UpstreamError
+from gateway.ingest.clock import MediaClock
+from gateway.ingest.mpeg2_clock import Mpeg2Clock
 from gateway.ingest.raw import RawConsumer, RawReceived
-from gateway.media import VIDEO_TIME_BASE, CutPoint, Payload, StreamKind
+from gateway.media import NS_PER_SECOND, VIDEO_TIME_BASE, CutPoint, Payload, StreamKind
 
 #: Upstream paths per stream kind (VAPIX §5.2.6, §5.3.1, §5.5.1).
 STREAM_PATHS = {
@@ -143,4 +147,61 @@ FRAME_DATA: dict[StreamKind, FrameDataOf] = {
     StreamKind.MJPEG: mjpeg_frame_data,
     StreamKind.MPEG2: mpeg2_frame_data,
     StreamKind.AUDIO: audio_frame_data,
+}
+
+
+# -- timestamps -----------------------------------------------------------------------------
+
+
+class Stamper(Protocol):
+    """Gives each frame of one stream its ``Frame.pts``; outlives the stream's connections."""
+
+    def stamp(self, event: object, arrival_ns: int, *, new_connection: bool) -> int:
+        """Return the pts of the frame made from event, which arrived at arrival_ns."""
+
+
+class ArrivalStamper:
+    """Stamp frames at arrival (audio: its decoder keeps the sample clock from there)."""
+
+    def __init__(self, time_base: Fraction) -> None:
+        self._per_ns = time_base.denominator, time_base.numerator * NS_PER_SECOND
+
+    def stamp(self, event: object, arrival_ns: int, *, new_connection: bool) -> int:
+        """Return the arrival time in the time base."""
+        numerator, denominator = self._per_ns
+        return arrival_ns * numerator // denominator
+
+
+class SmoothedStamper:
+    """Stamp MJPEG frames with their arrival times smoothed (``gateway.ingest.clock``)."""
+
+    def __init__(self) -> None:
+        #: The clock (its counters are worth a look in tests).
+        self.clock = MediaClock()
+
+    def stamp(self, event: object, arrival_ns: int, *, new_connection: bool) -> int:
+        """Return the smoothed arrival time (90 kHz)."""
+        return self.clock.update(arrival_ns, new_connection=new_connection)
+
+
+class PtsStamper:
+    """Stamp MPEG-2 units with the camera's PTS, or times derived (``mpeg2_clock``)."""
+
+    def __init__(self) -> None:
+        #: The clock (its counters are worth a look in tests).
+        self.clock = Mpeg2Clock()
+
+    def stamp(self, event: object, arrival_ns: int, *, new_connection: bool) -> int:
+        """Return the unit's presentation time (90 kHz)."""
+        if not isinstance(event, UnitIndexed):
+            raise LocalProtocolError(f"an MPEG-2 frame comes from a UnitIndexed, not {event!r}")
+        return self.clock.update(event, arrival_ns, new_connection=new_connection)
+
+
+#: Where each kind's ``Frame.pts`` comes from: MJPEG arrival smoothed, MPEG-2 the PES PTS
+#: (presentation order), audio arrival (the decoder owns audio time).
+STAMPERS: dict[StreamKind, Callable[[], Stamper]] = {
+    StreamKind.MJPEG: SmoothedStamper,
+    StreamKind.MPEG2: PtsStamper,
+    StreamKind.AUDIO: lambda: ArrivalStamper(AUDIO_TIME_BASE),
 }

@@ -19,8 +19,16 @@ from gateway.errors import AuthError, GatewayError, RemoteProtocolError, Upstrea
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.backoff import Failure, StallWatchdog
 from gateway.ingest.connection import IngestProtocol, Target, open_stream
-from gateway.ingest.kinds import ACCEPT_HEADERS, FRAME_DATA, TIME_BASES, FrameData, make_consumer
-from gateway.media import NS_PER_SECOND, Frame, StreamKind
+from gateway.ingest.kinds import (
+    ACCEPT_HEADERS,
+    FRAME_DATA,
+    STAMPERS,
+    TIME_BASES,
+    FrameData,
+    Stamper,
+    make_consumer,
+)
+from gateway.media import Frame, StreamKind
 
 #: Reads of an MPEG-2 stream scanned for a sequence header before giving up.
 MAX_SCANS = 64
@@ -67,6 +75,7 @@ class Session:
         *,
         auth: Authenticator | None = None,
         connect_timeout: float = 10.0,
+        stamper: Stamper | None = None,
     ) -> None:
         self.kind = kind
         #: Where the request goes (before redirects): the stream compares it with its own.
@@ -76,6 +85,8 @@ class Session:
         self._connect_timeout = connect_timeout
         self._frame_data = FRAME_DATA[kind]
         self._time_base = TIME_BASES[kind]
+        # The stream's stamper outlives its sessions (seq 0 tells it a connection is new).
+        self._stamper = stamper if stamper is not None else STAMPERS[kind]()
         self._seq = 0
         self._want_description = True
         #: The streaming connection once ``open`` succeeded.
@@ -165,20 +176,20 @@ class Session:
                 continue
             data = self._frame_data(event)
             if data is not None:
-                self._deliver(data)
+                self._deliver(data, event)
 
-    def _deliver(self, data: FrameData) -> None:
+    def _deliver(self, data: FrameData, event: object) -> None:
         received_ns = time.monotonic_ns()
         if self._want_description:
             self._want_description = False
             self._describe(data)
-        tb = self._time_base
+        pts = self._stamper.stamp(event, received_ns, new_connection=self._seq == 0)
         frame = Frame(
             payload=data.payload,
             content_type=data.content_type,
             seq=self._seq,
-            pts=received_ns * tb.denominator // (tb.numerator * NS_PER_SECOND),
-            time_base=tb,
+            pts=pts,
+            time_base=self._time_base,
             received_ns=received_ns,
             headers=data.headers,
             cut=data.cut,

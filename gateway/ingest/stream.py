@@ -22,6 +22,7 @@ from gateway.ingest.connection import Target
 from gateway.ingest.kinds import (
     ACCEPT_HEADERS,
     AUDIO_TIME_BASE,
+    STAMPERS,
     STREAM_PATHS,
     make_consumer,
     stream_path,
@@ -111,6 +112,8 @@ class CameraStream:
         self.connect_timeout = connect_timeout
         self._fps_window_ns = int(fps_window * NS_PER_SECOND)
         self._arrivals: collections.deque[int] = collections.deque(maxlen=1024)
+        #: Gives frames their pts over every connection (``kinds.STAMPERS``).
+        self.stamper = STAMPERS[kind]()
         self._task: asyncio.Task[None] | None = None
         #: The current connection attempt, if any.
         self._session: Session | None = None
@@ -258,7 +261,12 @@ class CameraStream:
         self._retarget = False  # a stale flag (set_fps, then stop) must not skip a backoff
         target = self._target
         session = Session(
-            self.kind, target, self, auth=self._auth, connect_timeout=self.connect_timeout
+            self.kind,
+            target,
+            self,
+            auth=self._auth,
+            connect_timeout=self.connect_timeout,
+            stamper=self.stamper,
         )
         refused = await session.open()
         if refused is not None:

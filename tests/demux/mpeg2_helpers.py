@@ -79,7 +79,8 @@ def normal(events: list[Event]) -> list[tuple[object, ...]]:
             cut = event.cut
             join = (cut.closed_gop, cut.broken_link, bytes(cut.join)) if cut else None
             kind, tr = event.picture_type, event.temporal_reference
-            out.append(("unit", bytes(event.payload), kind, tr, join, event.leading))
+            timing = (event.pts, event.gop, event.frame_rate)
+            out.append(("unit", bytes(event.payload), kind, tr, join, event.leading, timing))
         else:
             out.append((event,))
     return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from fractions import Fraction
 
 import pytest
 
@@ -10,12 +12,16 @@ from gateway.demux.http1 import ResponseHead
 from gateway.demux.mpeg2 import Mpeg2Indexer, PictureType, UnitIndexed
 from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.demux.parts import DropReason
-from gateway.errors import UpstreamError
+from gateway.errors import LocalProtocolError, UpstreamError
 from gateway.ingest import kinds, stream
 from gateway.ingest.kinds import (
     FRAME_DATA,
+    STAMPERS,
     TIME_BASES,
+    ArrivalStamper,
     FrameData,
+    PtsStamper,
+    SmoothedStamper,
     audio_frame_data,
     make_consumer,
     mjpeg_frame_data,
@@ -25,6 +31,7 @@ from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.media import VIDEO_TIME_BASE, CutPoint, StreamKind
 
 HEADERS = (("content-type", "image/jpeg"), ("x-delta-time", "40"))
+NS = 1_000_000_000
 
 
 def part(content_type: str) -> PartReceived:
@@ -86,6 +93,44 @@ def test_audio_frame_data_from_parts_and_reads() -> None:
     from_read = audio_frame_data(raw("audio/basic"))
     assert from_read is not None
     assert (from_read.content_type, from_read.headers, from_read.pictures) == ("audio/basic", (), 1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "stamper"),
+    [
+        (StreamKind.MJPEG, SmoothedStamper),
+        (StreamKind.MPEG2, PtsStamper),
+        (StreamKind.AUDIO, ArrivalStamper),
+    ],
+)
+def test_every_kind_has_a_stamper(kind: StreamKind, stamper: type) -> None:
+    made = STAMPERS[kind]()
+    assert isinstance(made, stamper)
+    assert STAMPERS[kind]() is not made  # one per stream: they keep state
+
+
+def test_audio_is_stamped_at_arrival_in_samples() -> None:
+    stamper = STAMPERS[StreamKind.AUDIO]()
+    assert stamper.stamp(part("audio/basic"), 3 * NS + 125_000, new_connection=True) == 24_001
+
+
+def test_mjpeg_is_stamped_by_the_smoothed_clock() -> None:
+    stamper = SmoothedStamper()
+    times = [stamper.stamp(part("image/jpeg"), NS + k * 40_000_000, new_connection=k == 0)
+             for k in range(10)]  # fmt: skip
+    assert times[0] == 90_000
+    assert all(b > a for a, b in itertools.pairwise(times))
+    assert stamper.clock.frames == 10
+
+
+def test_mpeg2_is_stamped_from_the_unit() -> None:
+    stamper = PtsStamper()
+    first = UnitIndexed(b"", PictureType.I, 0, None, False, 1, 1000, True, Fraction(25))
+    then = UnitIndexed(b"", PictureType.P, 1, None, False, 1, 4600, False, Fraction(25))
+    assert stamper.stamp(first, NS, new_connection=True) == 90_000
+    assert stamper.stamp(then, NS + 500_000_000, new_connection=False) == 93_600
+    with pytest.raises(LocalProtocolError):
+        stamper.stamp(part("video/mpeg"), NS, new_connection=False)
 
 
 def test_media_type_drops_parameters_and_case() -> None:

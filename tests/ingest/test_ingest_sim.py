@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -11,8 +12,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from gateway.config import CameraConfig, Secret
+from gateway.hub.rate import pts_ns
 from gateway.ingest import CameraStream, probe
 from gateway.ingest.backoff import ReconnectPolicy
+from gateway.ingest.kinds import PtsStamper, SmoothedStamper
 from gateway.media import Frame, StreamKind, StreamState
 from gateway.sim import SimOptions, SimServer
 
@@ -288,3 +291,38 @@ async def test_probe_against_the_simulator() -> None:
     assert audio.codec is not None
     assert audio.codec.startswith("G.726")
     assert "boundary:     myboundary" in text
+
+
+async def test_mjpeg_times_are_arrival_smoothed() -> None:
+    frames: list[Frame] = []
+    async with sim(fps=25.0) as server, ingest(server, frames=frames) as stream:
+        await until(lambda: stream.frames_in >= 30)
+    assert isinstance(stream.stamper, SmoothedStamper)
+    interval = stream.stamper.clock.interval_ns
+    assert interval is not None
+    assert 30e6 < interval < 50e6  # the simulator's 25 fps, give or take a busy machine
+    ticks = [f.pts for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(ticks))
+    # Never more than the clock's lead (2 ms) after arrival.
+    assert all(pts_ns(f) <= f.received_ns + 2_000_000 + 11_112 for f in frames)
+
+
+@pytest.mark.parametrize("container", ["es", "ps", "ts"])
+async def test_mpeg2_times_are_the_camera_pts(container: str) -> None:
+    frames: list[Frame] = []
+    async with (
+        sim(fps=25.0, mpeg2_format=container) as server,
+        ingest(server, StreamKind.MPEG2, frames=frames) as stream,
+    ):
+        await until(lambda: stream.frames_in >= 40)
+    assert isinstance(stream.stamper, PtsStamper)
+    clock = stream.stamper.clock
+    assert stream.reconnects == 0
+    if container == "es":
+        assert clock.from_pts == 0
+    else:
+        assert clock.derived == 0
+        # In presentation order one 25 fps period apart, exactly: the camera's clock. (The
+        # last few may still miss B-pictures shown before the last picture received.)
+        shown = sorted(f.pts for f in frames)
+        assert {b - a for a, b in itertools.pairwise(shown[:-3])} == {3600}
