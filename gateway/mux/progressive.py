@@ -52,6 +52,7 @@ class ProgressiveMuxer:
         self._v_last_pts: int | None = None
         self._a_base = 0
         self._a_next: int | None = None
+        self._config: tuple[bytes | None, tuple[int, int] | None] = (None, None)
         #: Span taken out of the timeline by cuts, in 90 kHz ticks.
         self.skipped_ticks = 0
         #: Audio frames dropped because they fell before the video (start, cuts).
@@ -72,11 +73,19 @@ class ProgressiveMuxer:
         if self.audio is not None:
             a = self.audio
             tracks.append(AudioTrack(AUDIO_TRACK, a.codec, a.sample_rate, a.channels, a.config))
+        self._config = (cut.config, keyframe.dimensions)
         self._v_base = keyframe.pts
         self._v_last_pts = None
         if self.audio is not None:
             self._a_base = _rescale(keyframe.pts, VIDEO_TIME_BASE, self.audio.sample_rate)
         return init_segment(tracks)
+
+    def fits(self, frame: Frame) -> bool:
+        """Return False for a keyframe whose avcC or size differs from the init segment's."""
+        cut = frame.cut
+        if cut is None or cut.config is None:
+            return True
+        return (cut.config, frame.dimensions) == self._config
 
     def fragment(
         self, video: Sequence[tuple[Frame, bool]], audio: Sequence[Frame] = ()

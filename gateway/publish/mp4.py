@@ -12,6 +12,7 @@ endpoints (the same ``CursorPump``); the muxer keeps its timeline continuous acr
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Literal
 
@@ -83,8 +84,9 @@ LIMITS = web.AppKey("mp4_limits", LimitsConfig)
 class _Wrap:
     """Turns a viewer's H.264 deliveries (and the AAC that came meanwhile) into fMP4."""
 
-    def __init__(self, muxer: ProgressiveMuxer, audio: Cursor | None) -> None:
+    def __init__(self, muxer: ProgressiveMuxer, video: Cursor, audio: Cursor | None) -> None:
         self.muxer = muxer
+        self.video = video
         self.audio = audio
 
     def __call__(self, deliveries: Sequence[Delivery]) -> Sequence[Payload]:
@@ -92,6 +94,12 @@ class _Wrap:
         video = [(d.frame, d.joined) for d in deliveries]
         if not self.muxer.started:
             chunks.append(self.muxer.start(video[0][0]))
+        elif any(not self.muxer.fits(frame) for frame, _ in video):
+            # The picture size or parameter sets changed (the camera was reconfigured):
+            # one MP4 stream has one sample description, so end this one; the player
+            # reconnects and gets a new init segment.
+            self.video.close()
+            return []
         audio: list[Frame] = []
         if self.audio is not None:
             audio = [d.frame for d in self.audio.take_frames(MAX_AUDIO_FRAMES)]
@@ -99,14 +107,16 @@ class _Wrap:
         return chunks
 
 
-def _start(ring: Ring) -> Literal["newest_cut"] | int:
-    """Return where a new viewer starts: the newest keyframe if fresh, else the next IDR."""
+def _start(ring: Ring, now_ns: int) -> Literal["newest_cut"] | int:
+    """Return where a new viewer starts: the newest keyframe if fresh, else the next IDR.
+
+    Fresh is measured against ``now_ns`` (monotonic), not the ring's newest frame: an
+    encode that idled without viewers holds old frames only.
+    """
     cut = ring.newest_cut
-    newest = ring.newest
-    if cut is not None and newest is not None:
-        keyframe = ring.get(cut)
-        if keyframe is not None and newest.received_ns - keyframe.received_ns <= FRESH_KEYFRAME_NS:
-            return "newest_cut"
+    keyframe = None if cut is None else ring.get(cut)
+    if keyframe is not None and now_ns - keyframe.received_ns <= FRESH_KEYFRAME_NS:
+        return "newest_cut"
     ring.request_keyframe()
     return ring.next_seq
 
@@ -166,7 +176,7 @@ async def _serve(
     remote = request.remote or ""
     try:
         cursor = ring.subscribe(
-            _start(ring),
+            _start(ring, time.monotonic_ns()),
             maxlag_ns=options.maxlag_ns,
             max_buffer_bytes=limits.client_buffer_bytes,
             kind="mp4",
@@ -195,7 +205,7 @@ async def _serve(
                 clients=camera.egress,
                 deadline=settings.write_deadline,
                 duration=options.duration,
-                wrap=_Wrap(muxer, sound),
+                wrap=_Wrap(muxer, cursor, sound),
             )
         finally:
             if sound is not None:
