@@ -7,6 +7,10 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import default_config_text, parse_config
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -22,6 +26,17 @@ CHROMIUM_FLAGS = [
 def chromium_path() -> str | None:
     """Return the system Chromium, if installed."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+async def gateway_url() -> AsyncIterator[str]:
+    """Run the gateway with its embedded default config (camera ``demo``) on loopback."""
+    runner = web.AppRunner(create_app(parse_config(default_config_text(), {})), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
 
 
 @pytest.fixture
