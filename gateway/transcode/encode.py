@@ -28,7 +28,7 @@ from gateway.media import CutPoint, Frame, StreamKind
 from gateway.mux.h264 import avcc_from_parameter_sets
 
 from .h264 import EncodedVideo, H264Pipeline
-from .h264_params import H264Settings
+from .h264_params import DEFAULT_FPS, TICKS_PER_SECOND, H264Settings
 from .meter import RateMeter
 from .worker import InputPolicy, Worker
 
@@ -134,6 +134,9 @@ class H264Rendition:
         # worker serves it; a LATEST input replaced before it ran cannot lose one.
         self._requests = 0
         self._served = 0
+        #: The newest input's pts and the step between inputs: where the next one lands.
+        self._last_in: int | None = None
+        self._step = round(TICKS_PER_SECOND / (camera.fps or DEFAULT_FPS))
         self._await_gop = False
         policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
         self.worker: Worker[Frame, Frame] = Worker(
@@ -151,6 +154,9 @@ class H264Rendition:
         if not len(self.ring):
             return  # nobody watches: the encoder idles (and lingers)
         self.fps_in.tick(frame.received_ns)
+        if self._last_in is not None and 0 < frame.pts - self._last_in < TICKS_PER_SECOND:
+            self._step = frame.pts - self._last_in
+        self._last_in = frame.pts
         self.worker.submit(frame)
 
     def _publish(self, frame: Frame) -> None:
@@ -160,8 +166,10 @@ class H264Rendition:
 
     def request_keyframe(self) -> None:
         """Ask for an IDR on the next picture (rate-limited; free while one is due)."""
-        newest = self.ring.newest
-        due = newest is not None and self.pipeline.keyframe_due(newest.pts)
+        # Due when the picture after the newest input is an IDR anyway (the newest
+        # encoded one never is: the schedule moves past each IDR it makes).
+        upcoming = 0 if self._last_in is None else self._last_in + self._step
+        due = self.pipeline.keyframe_due(upcoming)
         if self.gate.request(self._loop.time(), due=due):
             self._requests += 1
 
