@@ -138,7 +138,9 @@ def _media(app: web.Application, camera: CameraConfig) -> CameraMedia:
         ),
         budget=app[BUDGET],
         specs=rendition_specs(
-            variant_linger=settings.variant_linger, max_variants=settings.max_variants
+            variant_linger=settings.variant_linger,
+            max_variants=settings.max_variants,
+            encode_linger=settings.encode_linger,
         ),
     )
 

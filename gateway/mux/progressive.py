@@ -50,6 +50,7 @@ class ProgressiveMuxer:
         self._v_next = 0
         self._v_duration = DEFAULT_VIDEO_DURATION
         self._v_last_pts: int | None = None
+        self._v_last_dts = -1
         self._a_base = 0
         self._a_next: int | None = None
         self._config: tuple[bytes | None, tuple[int, int] | None] = (None, None)
@@ -109,12 +110,15 @@ class ProgressiveMuxer:
                     dts = self._v_next
                 elif 0 < step < 90_000:
                     self._v_duration = step
-            dts = max(dts, self._v_next)  # never backwards
+            # The camera's own time, jitter and all: a sample's duration is only a guess
+            # (the next picture's time is not known yet), the next fragment's tfdt is not.
+            dts = max(dts, self._v_last_dts + 1)  # never backwards
             if first_dts is None:
                 first_dts = dts
             data = frame.sample if frame.sample is not None else frame.payload
             samples.append(Sample(data, self._v_duration, keyframe=frame.cut is not None))
             self._v_last_pts = frame.pts
+            self._v_last_dts = dts
             self._v_next = dts + self._v_duration
         if samples and first_dts is not None:
             runs.append(TrackRun(VIDEO_TRACK, first_dts, samples))
@@ -144,10 +148,14 @@ class ProgressiveMuxer:
             if t < 0 or (nxt is not None and t + duration <= nxt):
                 self.audio_dropped += 1  # before the video start, or a cut skipped it
                 continue
-            if nxt is not None and first is not None:
-                t = nxt  # within a run the samples are back to back
-            elif nxt is not None and abs(t - nxt) < duration:
+            if nxt is not None and t - nxt < duration:
                 t = nxt  # rounding of the cut's rescale: keep the track seamless
+            elif samples and nxt is not None:
+                # The camera's audio stopped for a while: the sample before the gap lasts
+                # until the next one, so the times stay the camera's and the track has no
+                # hole for a player to stall at.
+                last = samples[-1]
+                samples[-1] = Sample(last.data, last.duration + t - nxt)
             if first is None:
                 first = t
             samples.append(Sample(frame.payload, duration))

@@ -46,7 +46,7 @@ MP4_HEADERS = {
 #: A held keyframe at most this old is where a new viewer starts; an older one means
 #: asking the encoder for an IDR (the viewer would otherwise start that far behind).
 FRESH_KEYFRAME_NS = NS_PER_SECOND // 5
-#: Audio frames taken per fragment at most (about 10 s of AAC).
+#: Audio frames sent per fragment at most (about 10 s of AAC).
 MAX_AUDIO_FRAMES = 512
 
 
@@ -82,12 +82,14 @@ LIMITS = web.AppKey("mp4_limits", LimitsConfig)
 
 
 class _Wrap:
-    """Turns a viewer's H.264 deliveries (and the AAC that came meanwhile) into fMP4."""
+    """Turns a viewer's H.264 deliveries (and the AAC of the same time) into fMP4."""
 
     def __init__(self, muxer: ProgressiveMuxer, video: Cursor, audio: Cursor | None) -> None:
         self.muxer = muxer
         self.video = video
         self.audio = audio
+        #: The next audio frame, taken but not due yet (after the pictures sent).
+        self._held: Frame | None = None
 
     def __call__(self, deliveries: Sequence[Delivery]) -> Sequence[Payload]:
         chunks: list[Payload] = []
@@ -100,11 +102,39 @@ class _Wrap:
             # reconnects and gets a new init segment.
             self.video.close()
             return []
-        audio: list[Frame] = []
-        if self.audio is not None:
-            audio = [d.frame for d in self.audio.take_frames(MAX_AUDIO_FRAMES)]
-        chunks += self.muxer.fragment(video, audio)
+        chunks += self.muxer.fragment(video, self._audio_until(video[-1][0]))
         return chunks
+
+    def _audio_until(self, picture: Frame) -> list[Frame]:
+        """Take the audio that starts by ``picture``'s time, not the audio after it.
+
+        A viewer behind live reads old pictures; audio taken up to live would be sent
+        ahead of them, and a cut to a newer keyframe would leave it playing beside the
+        wrong pictures for as long as the viewer was behind.
+        """
+        out: list[Frame] = []
+        cursor = self.audio
+        if cursor is None:
+            return out
+        while len(out) < MAX_AUDIO_FRAMES:
+            frame = self._held
+            if frame is None:
+                taken = cursor.take_frames(1)
+                if not taken:
+                    break
+                frame = taken[0].frame
+            if _later(frame, picture):
+                self._held = frame
+                break
+            self._held = None
+            out.append(frame)
+        return out
+
+
+def _later(a: Frame, b: Frame) -> bool:
+    """Return True if ``a`` starts after ``b`` (their pts in their own time bases)."""
+    ta, tb = a.time_base, b.time_base
+    return a.pts * ta.numerator * tb.denominator > b.pts * tb.numerator * ta.denominator
 
 
 def _start(ring: Ring, now_ns: int) -> Literal["newest_cut"] | int:

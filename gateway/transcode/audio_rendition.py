@@ -90,7 +90,8 @@ class AudioRendition:
             policy=InputPolicy.FIFO,
             name=f"{encoding.value} {media.camera.name}",
         )
-        #: Input pts and arrival of the end of the newest PCM block (None before one).
+        #: Input pts of the end of the encode's output so far (None before a block), and
+        #: the instant it stands for.
         self._end_pts: int | None = None
         self._end_ns = 0
         self._pcm: RenditionHandle[PcmRendition] = media.renditions.acquire(PCM_KEY)
@@ -104,8 +105,13 @@ class AudioRendition:
     # -- loop thread -------------------------------------------------------------------
 
     def _submit(self, block: PcmBlock) -> None:
-        self._end_pts = block.pts + len(block.samples)
-        self._end_ns = block.received_ns
+        # Where the encode's output ends, in input pts: a block from before that end (the
+        # camera back after silence was filled) goes on after it, as the encode puts it.
+        start = block.pts if self._end_pts is None else max(block.pts, self._end_pts)
+        self._end_pts = start + len(block.samples)
+        # The ingest stamps a part's first sample with its arrival: its end is due
+        # a block's length later (quiet counted from the arrival would overshoot).
+        self._end_ns = block.received_ns + len(block.samples) * NS_PER_SECOND // PCM_RATE
         if len(self.ring):
             self.worker.submit(block)
 

@@ -24,11 +24,11 @@ from gateway.config import CameraConfig, H264Config, VideoSource
 from gateway.errors import LocalProtocolError
 from gateway.hub.renditions import RenditionKey
 from gateway.hub.ring import Ring, has_cut
-from gateway.media import CutPoint, Frame, StreamKind
+from gateway.media import CutPoint, Frame, Payload, StreamKind
 from gateway.mux.h264 import avcc_from_parameter_sets
 
 from .h264 import EncodedVideo, H264Pipeline
-from .h264_params import H264Settings
+from .h264_params import DEFAULT_FPS, TICKS_PER_SECOND, H264Settings
 from .meter import RateMeter
 from .worker import InputPolicy, Worker
 
@@ -134,7 +134,15 @@ class H264Rendition:
         # worker serves it; a LATEST input replaced before it ran cannot lose one.
         self._requests = 0
         self._served = 0
-        self._await_gop = False
+        #: The newest input's pts and the step between inputs: where the next one lands.
+        self._last_in: int | None = None
+        self._step = round(TICKS_PER_SECOND / (camera.fps or DEFAULT_FPS))
+        # MPEG-2 pictures reference earlier ones: decoding starts at a GOP, and starts
+        # again at one after pictures were missed (no reader, or dropped by the worker).
+        self._missed = 0
+        self._missed_seen = 0
+        self._await_gop = True
+        self._skip_leading = False
         policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
         self.worker: Worker[Frame, Frame] = Worker(
             self._job,
@@ -149,8 +157,12 @@ class H264Rendition:
 
     def _submit(self, frame: Frame) -> None:
         if not len(self.ring):
+            self._missed += 1
             return  # nobody watches: the encoder idles (and lingers)
         self.fps_in.tick(frame.received_ns)
+        if self._last_in is not None and 0 < frame.pts - self._last_in < TICKS_PER_SECOND:
+            self._step = frame.pts - self._last_in
+        self._last_in = frame.pts
         self.worker.submit(frame)
 
     def _publish(self, frame: Frame) -> None:
@@ -160,28 +172,49 @@ class H264Rendition:
 
     def request_keyframe(self) -> None:
         """Ask for an IDR on the next picture (rate-limited; free while one is due)."""
-        newest = self.ring.newest
-        due = newest is not None and self.pipeline.keyframe_due(newest.pts)
+        # Due when the picture after the newest input is an IDR anyway (the newest
+        # encoded one never is: the schedule moves past each IDR it makes).
+        upcoming = 0 if self._last_in is None else self._last_in + self._step
+        due = self.pipeline.keyframe_due(upcoming)
         if self.gate.request(self._loop.time(), due=due):
             self._requests += 1
 
     # -- worker thread -----------------------------------------------------------------
 
     def _job(self, frame: Frame, reset: bool) -> list[Frame]:
+        payload = frame.payload
         if self.source is StreamKind.MPEG2:
-            # A picture was dropped in front of the encoder: its successors reference it,
-            # so decoding resumes at the next GOP.
-            if reset:
-                self._await_gop = True
-            if self._await_gop:
-                if frame.cut is None:
-                    return []
-                self._await_gop = False
+            joined = self._join(frame, reset)
+            if joined is None:
+                return []
+            payload = joined
         requests = self._requests
         force = requests > self._served
         self._served = requests
-        units = self.pipeline.encode(frame.payload, frame.pts, force_keyframe=force)
+        units = self.pipeline.encode(payload, frame.pts, force_keyframe=force)
         return [self._frame(unit, frame.received_ns) for unit in units]
+
+    def _join(self, frame: Frame, reset: bool) -> Payload | None:
+        """Return what to decode of an MPEG-2 picture, or None when it cannot be decoded."""
+        missed = self._missed
+        if reset or missed != self._missed_seen:
+            # Pictures were missed: their successors reference them, so decoding
+            # resumes at the next GOP.
+            self._missed_seen = missed
+            self._await_gop = True
+        if self._await_gop:
+            if frame.cut is None:
+                return None
+            self._await_gop = False
+            # An open GOP's leading B-pictures reference the GOP before (ISO/IEC
+            # 13818-2 §6.3.8): not decodable after a join.
+            self._skip_leading = not frame.cut.closed_gop
+            # With the sequence header, should the camera send it only now and then.
+            return frame.join_payload
+        if self._skip_leading and frame.leading:
+            return None
+        self._skip_leading = False
+        return frame.payload
 
     def _frame(self, unit: EncodedVideo, received_ns: int) -> Frame:
         cut = None

@@ -36,6 +36,8 @@ class AxisSettings:
     variant_linger: float = 2.0
     #: Distinct transcoded variants per camera.
     max_variants: int = 8
+    #: Seconds an unused encode (H.264, AAC, Opus) keeps running.
+    encode_linger: float = 5.0
 
 
 class CameraFanout:
