@@ -26,13 +26,15 @@ PROBE_SIZE: Final = (320, 240)
 HARDWARE_GOP: Final = 1 << 30
 
 #: VUI colour description (H.264 Table E-3..E-5 via x264's names): BT.601 matrix, the
-#: one JFIF's YCbCr uses (ITU-T T.871 §7), limited ("tv") range after the conversion,
-#: and BT.601 primaries/transfer so all three describe one standard.
+#: one JFIF's YCbCr uses (ITU-T T.871 §7), limited range after the conversion, and
+#: BT.601 primaries/transfer so all three describe one standard. The libx264 in PyAV's
+#: wheels names the range flag ``fullrange`` (it logs "Error parsing option" for
+#: ``range``).
 VUI: Final = {
     "colorprim": "smpte170m",
     "transfer": "smpte170m",
     "colormatrix": "smpte170m",
-    "range": "tv",
+    "fullrange": "off",
 }
 
 #: Low-latency options of the hardware encoders known here (untested without the

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import av
 import pytest
 
 from gateway.errors import LocalProtocolError
-from gateway.transcode.h264_encoder import VUI, x264_options
-from gateway.transcode.h264_params import LEVELS, H264Settings, choose_level, output_size
+from gateway.transcode.h264_encoder import VUI, open_encoder, x264_options
+from gateway.transcode.h264_params import LEVELS, LIBX264, H264Settings, choose_level, output_size
 from gateway.transcode.nal import NalType, annexb, codec_string, nal_units, split_access_unit
 
 SPS = bytes([0x67, 0x42, 0xC0, 0x1F, 0xDA, 0x02])
@@ -115,3 +116,17 @@ def test_x264_options() -> None:
     capped = x264_options(H264Settings(bitrate_kbps=800), LEVELS[0])["x264-params"]
     assert "vbv-maxrate=800" in capped
     assert "crf" not in capped
+
+
+@pytest.mark.parametrize("bitrate", [0, 800])
+def test_libx264_takes_every_option(bitrate: int) -> None:
+    # x264 logs a bad x264-params entry ("Error parsing option") and opens anyway; the
+    # option is then silently lost, so read libav's log while opening.
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)
+    try:
+        with av.logging.Capture() as logs:
+            open_encoder(LIBX264, H264Settings(bitrate_kbps=bitrate), (320, 240), 25.0)
+    finally:
+        av.logging.set_level(level)
+    assert [text for _, _, text in logs if "rror" in text] == []
