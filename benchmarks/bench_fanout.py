@@ -234,12 +234,12 @@ def measure(
 
 
 @contextmanager
-def simulator() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """Run ``gateway sim`` (25 fps 640x480) on a free loopback port."""
+def simulator(size: str = "640x480") -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """Run ``gateway sim`` (25 fps, ``size`` pictures) on a free loopback port."""
     port = free_port()
     proc = spawn(
         [sys.executable, "-m", "gateway", "--log-level", "warning", "sim",
-         "--listen", f"127.0.0.1:{port}", "--fps", "25", "--size", "640x480"],
+         "--listen", f"127.0.0.1:{port}", "--fps", "25", "--size", size],
         cwd=ROOT,
     )  # fmt: skip
     try:

@@ -1,8 +1,9 @@
-"""MJPEG load generator for bench_fanout: many raw sockets that read and count parts.
+"""Load generator for the benchmarks: many raw sockets that read and count parts.
 
 Runs as its own process (``python benchmarks/loadgen.py``) so that its CPU is not the
 measured system's. Each client sends one HTTP GET, checks for a 200 multipart answer, learns
-the boundary from the Content-Type (``video/mpeg``: the picture start code instead) and then
+the boundary from the Content-Type (``video/mpeg``: the picture start code instead;
+``video/mp4``: the ``moof`` box type, one per picture) and then
 only counts bytes and boundary delimiters (or pictures): every
 ``recv_into`` lands in one buffer shared by all connections (the event loop runs one callback
 at a time) and ``bytearray.count`` finds the delimiters in C, so a client costs little more
@@ -34,6 +35,7 @@ SHARED = bytearray(1 << 18)  # every client's recv_into target (256 KiB)
 SHARED_VIEW = memoryview(SHARED)
 MAX_HEAD = 16384
 PICTURE_START = b"\x00\x00\x01\x00"
+MOOF = b"moof"  # ISO/IEC 14496-12 §8.8.4 box type
 OPEN_CONCURRENCY = 64  # connection attempts in flight while opening
 OPEN_TIMEOUT = 15.0
 
@@ -106,8 +108,11 @@ class Client(asyncio.BufferedProtocol):
             elif value.strip().lower().startswith("video/mpeg"):
                 # MPEG-2: count coded pictures by their start code (ISO/IEC 13818-2 §6.2.3).
                 self.delimiter = PICTURE_START
+            elif value.strip().lower().startswith("video/mp4"):
+                # Progressive fMP4: one movie fragment per picture; count the box type.
+                self.delimiter = MOOF
         if not self.delimiter:
-            self._fail(f"no multipart boundary or video/mpeg in {lines[1:]!r}")
+            self._fail(f"no multipart boundary, video/mpeg or video/mp4 in {lines[1:]!r}")
             return None
         return end + 4
 
