@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gateway.demux.codec import TS_PACKET
 from gateway.demux.mpeg2_scan import Buffer, StartCodeScanner, Where
 from gateway.demux.mpeg2_sync import PACK, ResyncingParser
 from gateway.errors import RemoteProtocolError
@@ -23,7 +24,6 @@ from gateway.errors import RemoteProtocolError
 #: Non-video packets tolerated in front of a unit (program stream map, padding, audio,
 #: PSI): beyond this the unit starts at the packet carrying its first start code.
 MAX_GAP = 65536
-TS_PACKET = 188
 #: stream_type values of MPEG-1 and MPEG-2 video (ISO/IEC 13818-1 Table 2-34).
 VIDEO_STREAM_TYPES = frozenset({0x01, 0x02})
 #: Video stream_id values of PES packets (ISO/IEC 13818-1 Table 2-22).

@@ -19,6 +19,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.demux.codec import TS_PACKET
 from gateway.demux.mpeg2_scan import Buffer, StartCodeScanner
 from gateway.errors import RemoteProtocolError
 
@@ -26,7 +27,6 @@ from gateway.errors import RemoteProtocolError
 TS_CHECK = 5
 #: Sync bytes that must line up before a transport stream resumes after lost sync.
 TS_RESYNC_CHECK = 3
-TS_PACKET = 188
 PACK = 0xBA
 
 #: Input bytes buf[start:end], the first at input offset at.

@@ -35,6 +35,8 @@ ACCEPT_HEADERS = {
     StreamKind.MPEG2: "video/mpeg, video/mp2t;q=0.5",
     StreamKind.AUDIO: "multipart/x-mixed-replace, audio/*;q=0.5",
 }
+#: Body types of an MPEG-2 stream (elementary, transport, program).
+MPEG2_TYPES = ("video/mpeg", "video/mp2t", "video/mp2p")
 #: G.726 and G.711 run at 8 kHz: audio pts count samples (STYLE.md §10).
 AUDIO_TIME_BASE = Fraction(1, 8000)
 #: The unit of ``Frame.pts`` per kind.
@@ -65,7 +67,7 @@ def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
         return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
-    if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
+    if kind is StreamKind.MPEG2 and media in MPEG2_TYPES:
         # The indexer finds ES, PS or TS from the bytes, whatever the type says.
         return Mpeg2Indexer()
     if kind is StreamKind.AUDIO and media.startswith("audio/"):
