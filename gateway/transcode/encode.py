@@ -3,7 +3,8 @@
 ``RenditionKey("h264", max_size)`` is one ``H264Pipeline`` in one ``Worker`` thread, fed
 with the camera's MJPEG frames (latest-wins: an encoder that falls behind skips input,
 counted) or MPEG-2 pictures (FIFO: pictures depend on each other; after an overflow it
-waits for the next GOP), publishing each access unit into a hub ``Ring`` as a ``Frame``:
+waits for the next GOP; ``Mpeg2Pictures`` unwraps program and transport streams in the
+worker), publishing each access unit into a hub ``Ring`` as a ``Frame``:
 ``payload`` in Annex B with SPS/PPS before every IDR (WebRTC, raw H.264), ``sample`` in
 the MP4 form (fMP4, LL-HLS), converted once per picture. Keyframes are cut points whose
 ``config`` is the ``avcC`` record, so a reader joining there has what it needs.
@@ -30,6 +31,7 @@ from gateway.mux.h264 import avcc_from_parameter_sets
 from .h264 import EncodedVideo, H264Pipeline
 from .h264_params import H264Settings
 from .meter import RateMeter
+from .mpeg2_pictures import Mpeg2Pictures, SourcePicture
 from .worker import InputPolicy, Worker
 
 if TYPE_CHECKING:
@@ -134,7 +136,8 @@ class H264Rendition:
         # worker serves it; a LATEST input replaced before it ran cannot lose one.
         self._requests = 0
         self._served = 0
-        self._await_gop = False
+        #: MPEG-2: what turns the camera's units into pictures (worker thread only).
+        self.mpeg2 = Mpeg2Pictures() if self.source is StreamKind.MPEG2 else None
         policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
         self.worker: Worker[Frame, Frame] = Worker(
             self._job,
@@ -168,20 +171,23 @@ class H264Rendition:
     # -- worker thread -----------------------------------------------------------------
 
     def _job(self, frame: Frame, reset: bool) -> list[Frame]:
-        if self.source is StreamKind.MPEG2:
-            # A picture was dropped in front of the encoder: its successors reference it,
-            # so decoding resumes at the next GOP.
-            if reset:
-                self._await_gop = True
-            if self._await_gop:
-                if frame.cut is None:
-                    return []
-                self._await_gop = False
+        if self.mpeg2 is not None:
+            # Whole pictures of bare elementary stream; after a picture was dropped in
+            # front of the encoder (reset) decoding resumes at the next GOP.
+            pictures = self.mpeg2.pictures(frame, reset=reset)
+            if not pictures:
+                return []
+        else:
+            pictures = [SourcePicture(frame.payload, frame.pts, frame.received_ns)]
         requests = self._requests
         force = requests > self._served
         self._served = requests
-        units = self.pipeline.encode(frame.payload, frame.pts, force_keyframe=force)
-        return [self._frame(unit, frame.received_ns) for unit in units]
+        out = []
+        for picture in pictures:
+            units = self.pipeline.encode(picture.data, picture.pts, force_keyframe=force)
+            force = False  # the pipeline keeps a request until it makes the IDR
+            out += [self._frame(unit, picture.received_ns) for unit in units]
+        return out
 
     def _frame(self, unit: EncodedVideo, received_ns: int) -> Frame:
         cut = None
@@ -248,6 +254,7 @@ class H264Rendition:
             "keyframes_rate_limited": self.gate.limited,
             "last_error": counters.last_error or self.worker.counters.last_error,
             **{f"pipeline_{k}": v for k, v in counters.snapshot().items()},
+            **{f"mpeg2_{k}": v for k, v in (self.mpeg2.stats() if self.mpeg2 else {}).items()},
         }
 
 
