@@ -160,7 +160,8 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
             base_url = None
             if camera.is_sim:
                 size = camera.resolution or (640, 480)
-                runtime.sim = SimServer(SimOptions(fps=float(camera.fps or 25), size=size))
+                fps, mpeg2_format = float(camera.fps or 25), camera.sim_mpeg2_format.value
+                runtime.sim = SimServer(SimOptions(fps=fps, size=size, mpeg2_format=mpeg2_format))
                 await runtime.sim.start("127.0.0.1", 0)
                 base_url = runtime.sim.url
                 log.info("camera %s: simulator on %s", camera.name, base_url)

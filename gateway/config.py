@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from gateway.demux.mpeg2_sync import ContainerFormat
 from gateway.errors import ConfigError
 
 _E = TypeVar("_E", bound=enum.Enum)
@@ -114,6 +115,8 @@ class CameraConfig:
     video_source: VideoSource = VideoSource.MJPEG
     #: The shared H.264 encode.
     h264: H264Config = H264Config()
+    #: ``source = "sim"``: the container of the simulator's MPEG-2 stream.
+    sim_mpeg2_format: ContainerFormat = ContainerFormat.ES
 
     @property
     def is_sim(self) -> bool:
@@ -395,7 +398,10 @@ def _camera(table: _Table, index: int) -> CameraConfig:
         mpeg2_prebuffer_seconds=table.float_("mpeg2_prebuffer_seconds", 10.0, strict=False),
         video_source=table.enum_("video_source", VideoSource, VideoSource.MJPEG),
         h264=_h264(table.table("h264")),
+        sim_mpeg2_format=table.enum_("sim_mpeg2_format", ContainerFormat, ContainerFormat.ES),
     )
+    if not sim and table.raw("sim_mpeg2_format") is not None:
+        raise table.error("sim_mpeg2_format", 'is for source = "sim" only')
     if camera.password is not None and camera.username is None:
         raise table.error("username", "is required when password is set")
     if not (camera.mjpeg or camera.mpeg2 or camera.audio):

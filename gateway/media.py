@@ -65,7 +65,8 @@ class Frame:
 
     #: The encoded bytes, exactly as the camera sent them.
     payload: Payload
-    #: MIME type of the part (``image/jpeg``, ``audio/32KADPCM``, ``video/mpeg``).
+    #: MIME type of the part (``image/jpeg``, ``audio/32KADPCM``); MPEG-2: of its container
+    #: (``video/mpeg`` elementary, ``video/mp2p`` program, ``video/mp2t`` transport stream).
     content_type: str
     #: Ingest sequence number, 0-based and gap-free per stream connection.
     seq: int
@@ -86,6 +87,9 @@ class Frame:
     #: MPEG-2: a B-picture of an open GOP shown before the GOP's I-picture; a client that
     #: started at that GOP's cut point skips it (it references the previous GOP).
     leading: bool = False
+    #: MPEG-2 in a program or transport stream: the last picture's bytes go on in the
+    #: next frame, ahead of its first start code (several pictures shared a PES packet).
+    continued: bool = False
 
     #: Encoded renditions: the same access unit in the MP4 sample form (H.264: 4-byte
     #: lengths, no parameter sets), converted once for every fMP4 and LL-HLS reader.

@@ -12,7 +12,8 @@ moved back over any non-video packets since the previous video packet (pack and 
 headers, PAT, PMT, padding, audio). When a packet holds the end of one picture and the
 start of the next, the tail of the earlier picture goes with the later unit: decoders
 skip bytes before a start code, and the concatenation is unchanged. Two pictures that
-start in the same packet share one unit (``units_merged``).
+start in the same packet share one unit (``units_merged``); a unit whose last picture
+goes on in the next unit says so (``continued``).
 
 When a program or transport stream loses sync (a packet header that is not one), the
 unit being read is dropped (``UnitDropped``, reason LOST_SYNC) along with everything up
@@ -215,14 +216,11 @@ class Mpeg2Indexer:
     def _start(self, offset: int, fmt: ContainerFormat) -> None:
         self._detect = None
         self.format = fmt
+        args = (self._scanner, offset, self._lost_sync)
         if fmt is ContainerFormat.PS:
-            self._ps = ProgramStreamParser(
-                self._scanner, offset, self._lost_sync, max_resync=self._max_resync
-            )
+            self._ps = ProgramStreamParser(*args, max_resync=self._max_resync)
         elif fmt is ContainerFormat.TS:
-            self._ts = TransportStreamParser(
-                self._scanner, offset, self._lost_sync, max_resync=self._max_resync
-            )
+            self._ts = TransportStreamParser(*args, max_resync=self._max_resync)
         self._events.append(FormatDetected(fmt, offset))
         self._input.release(offset)
         self._unit = _Unit(offset)
@@ -255,7 +253,7 @@ class Mpeg2Indexer:
                 self._drop_begin()
                 self._on_code(sc)  # drops a picture: its pts is not needed again
                 return
-            self._emit(bound)
+            self._emit(bound, where is not None and sc.es_at > where.es)
             unit = self._unit = _Unit(bound)
         if unit.where is None:
             unit.where = sc.where
@@ -319,7 +317,7 @@ class Mpeg2Indexer:
             ts.video_pid if ts else None,
         )
 
-    def _emit(self, end: int) -> None:
+    def _emit(self, end: int, continued: bool = False) -> None:
         unit = self._unit
         payload = self._input.take(unit.start, end)
         cut = None
@@ -330,7 +328,8 @@ class Mpeg2Indexer:
             cut = CutPoint(unit.gop.closed, unit.gop.broken, join)
             self.cuts += 1
         self.units += 1
-        timing = (*unit.timing, self._scanner.frame_rate)
+        fmt = self.format or ContainerFormat.ES
+        timing = (*unit.timing, self._scanner.frame_rate, fmt, continued)
         event = UnitIndexed(payload, unit.kind, unit.tr, cut, unit.leading, unit.pictures, *timing)
         self._events.append(event)
 

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from fractions import Fraction
 
-from gateway.demux.mpeg2_sync import FormatDetected
+from gateway.demux.mpeg2_sync import ContainerFormat, FormatDetected
 from gateway.media import CutPoint, Payload
 
 #: UnitDropped reasons.
@@ -50,6 +50,11 @@ class UnitIndexed:
     gop: bool = False
     #: Frames per second of the sequence header in force (§6.3.3), None before one.
     frame_rate: Fraction | None = None
+    #: The container the payload is in.
+    format: ContainerFormat = ContainerFormat.ES
+    #: The last picture's bytes go on in the next unit: the container packet that unit
+    #: starts with carries them ahead of the next picture's first start code.
+    continued: bool = False
 
 
 @dataclass(frozen=True, slots=True)

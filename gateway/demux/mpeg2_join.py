@@ -22,13 +22,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from gateway.demux.codec import PACK_HEADER
 from gateway.demux.mpeg2_scan import StartCode, Where
 from gateway.media import Payload
 
-TS_PACKET = 188
 #: broken_link in the fourth byte after the GOP start code (§6.2.2.6).
 BROKEN_LINK = 0x20
-_PACK = b"\x00\x00\x01\xba"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +119,7 @@ def build_join(parts: JoinParts, payload: Payload) -> Payload:
             cc = where.cc if where is not None else 0
             prefix.append(ts_packets(parts.video_pid, pes(lead, mpeg1=False), cc))
     elif kind == "ps":
-        starts_with_pack = bytes(payload[:4]) == _PACK
+        starts_with_pack = bytes(payload[:4]) == PACK_HEADER
         if parts.pack is not None and not (starts_with_pack and (repack or not lead)):
             prefix.append(parts.pack)
         if repack is not None:

@@ -1,10 +1,11 @@
 """Program and transport stream depacketisers: container bytes in, video PES payload out.
 
-Both hand the payload of the video PES packets to a ``StartCodeScanner`` in place
-(no copy), as segments tagged with a ``Where``: the container packet the bytes are in
-and the earliest offset a unit beginning in that packet may start at. Headers that
-straddle reads are assembled in a small scratch buffer; that copy is parsing state,
-never payload (units are cut from the caller's buffers).
+Both hand the payload of the video PES packets to an ``EsSink`` (the indexer's
+``StartCodeScanner``, or ``mpeg2_es``'s collector) in place (no copy), as segments
+tagged with a ``Where``: the container packet the bytes are in and the earliest offset
+a unit beginning in that packet may start at. Headers that straddle reads are
+assembled in a small scratch buffer; that copy is parsing state, never payload (units
+are cut from the caller's buffers).
 
 A malformed packet header means lost sync: the parser reports it, searches for the
 next packet (``mpeg2_sync.SyncSearch``) and carries on from there. A malformed PTS in a
@@ -16,14 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.demux.mpeg2_scan import Buffer, StartCodeScanner, Where
+from gateway.demux.codec import TS_PACKET
+from gateway.demux.mpeg2_scan import Buffer, EsSink, Where
 from gateway.demux.mpeg2_sync import PACK, ResyncingParser
 from gateway.errors import RemoteProtocolError
 
 #: Non-video packets tolerated in front of a unit (program stream map, padding, audio,
 #: PSI): beyond this the unit starts at the packet carrying its first start code.
 MAX_GAP = 65536
-TS_PACKET = 188
 #: stream_type values of MPEG-1 and MPEG-2 video (ISO/IEC 13818-1 Table 2-34).
 VIDEO_STREAM_TYPES = frozenset({0x01, 0x02})
 #: Video stream_id values of PES packets (ISO/IEC 13818-1 Table 2-22).
@@ -60,7 +61,7 @@ class ProgramStreamParser(ResyncingParser):
 
     def __init__(
         self,
-        scanner: StartCodeScanner,
+        scanner: EsSink,
         start: int,
         on_lost: Callable[[int], None],
         *,
@@ -80,6 +81,11 @@ class ProgramStreamParser(ResyncingParser):
         self.mpeg1 = False
         #: The video stream_id followed (the first one seen).
         self.video_id: int | None = None
+
+    @property
+    def between_packets(self) -> bool:
+        """Return True when the input so far ends where a packet does."""
+        return not (self._head or self._payload or self._skip)
 
     def _walk(self, buf: Buffer, start: int, end: int, at: int) -> int:
         i = start
@@ -192,7 +198,8 @@ class ProgramStreamParser(ResyncingParser):
         self.video_id = head[3]
         end = self._packet + 6 + length
         packet = self._packet
-        self._where = Where(self.gap_start, packet, 0, self._pack_in_gap, end, packet, pts)
+        es = self._scanner.es_bytes
+        self._where = Where(self.gap_start, packet, 0, self._pack_in_gap, end, packet, pts, es)
         extra = len(head) - size  # payload bytes read along with the header
         self._payload = 6 + length - len(head)
         self._head = bytearray()
@@ -232,7 +239,7 @@ class TransportStreamParser(ResyncingParser):
 
     def __init__(
         self,
-        scanner: StartCodeScanner,
+        scanner: EsSink,
         start: int,
         on_lost: Callable[[int], None],
         *,
@@ -253,6 +260,11 @@ class TransportStreamParser(ResyncingParser):
         self._pes_skip = 0  # PES header bytes left to skip; -1 while reading the head
         self._pes_at = -1  # offset of the packet the current PES packet began in
         self._pes_pts: int | None = None  # its PTS
+
+    @property
+    def between_packets(self) -> bool:
+        """Return True when the input so far ends where a packet does."""
+        return not self._scratch
 
     def _walk(self, buf: Buffer, start: int, end: int, at: int) -> int:
         i = start
@@ -328,7 +340,8 @@ class TransportStreamParser(ResyncingParser):
                     continue
             self._pes_pts = pes_pts(head)
             self._pes_skip = head[8] - (len(head) - 9)
-        where = Where(self.gap_start, at, cc, self._tables == 3, 0, self._pes_at, self._pes_pts)
+        tables, es = self._tables == 3, self._scanner.es_bytes
+        where = Where(self.gap_start, at, cc, tables, 0, self._pes_at, self._pes_pts, es)
         if self._pes_skip > 0 and pay < end:
             n = min(self._pes_skip, end - pay)
             self._pes_skip -= n

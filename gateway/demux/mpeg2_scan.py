@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 from gateway.demux.codec import mpeg_frame_rate
 
@@ -59,6 +60,21 @@ class Where:
     #: The PTS in that PES packet's header (33 bits, 90 kHz; ISO/IEC 13818-1 §2.4.3.7),
     #: or None when it has none or a malformed one.
     pts: int | None = None
+    #: Elementary-stream offset of the first payload byte of the packet fed to the sink.
+    es: int = 0
+
+
+class EsSink(Protocol):
+    """What a container parser hands the video's elementary-stream bytes to."""
+
+    #: Elementary-stream bytes fed so far.
+    es_bytes: int
+
+    def feed(self, buf: Buffer, start: int, end: int, at: int, where: Where | None) -> None:
+        """Take buf[start:end], whose first byte is at input offset ``at``, from packet where."""
+
+    def reset(self) -> None:
+        """Forget a start code cut off by lost container sync."""
 
 
 @dataclass(slots=True)

@@ -19,14 +19,14 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.demux.mpeg2_scan import Buffer, StartCodeScanner
+from gateway.demux.codec import TS_PACKET
+from gateway.demux.mpeg2_scan import Buffer, EsSink
 from gateway.errors import RemoteProtocolError
 
 #: Sync bytes that must line up before a transport stream is recognised.
 TS_CHECK = 5
 #: Sync bytes that must line up before a transport stream resumes after lost sync.
 TS_RESYNC_CHECK = 3
-TS_PACKET = 188
 PACK = 0xBA
 
 #: Input bytes buf[start:end], the first at input offset at.
@@ -39,6 +39,15 @@ class ContainerFormat(enum.Enum):
     ES = "es"
     PS = "ps"
     TS = "ts"
+
+
+#: The media type of each container: ``video/mpeg`` (RFC 2046 §4.4, an elementary
+#: stream), ``video/MP2P`` and ``video/MP2T`` (RFC 3555 §4.2.10, §4.2.11), lower-cased.
+MEDIA_TYPES = {
+    ContainerFormat.ES: "video/mpeg",
+    ContainerFormat.PS: "video/mp2p",
+    ContainerFormat.TS: "video/mp2t",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +202,7 @@ class ResyncingParser:
 
     def __init__(
         self,
-        scanner: StartCodeScanner,
+        scanner: EsSink,
         start: int,
         on_lost: Callable[[int], None],
         *,

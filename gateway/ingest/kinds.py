@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from gateway.config import CameraConfig
 from gateway.demux.http1 import BodyConsumer, ResponseHead
 from gateway.demux.mpeg2 import Mpeg2Indexer, UnitIndexed
+from gateway.demux.mpeg2_sync import MEDIA_TYPES
 from gateway.demux.multipart import MultipartDemuxer, PartReceived
 from gateway.errors import LocalProtocolError, UpstreamError
 from gateway.ingest.clock import MediaClock
@@ -35,6 +36,9 @@ ACCEPT_HEADERS = {
     StreamKind.MPEG2: "video/mpeg, video/mp2t;q=0.5",
     StreamKind.AUDIO: "multipart/x-mixed-replace, audio/*;q=0.5",
 }
+#: Body types of an MPEG-2 stream (elementary, program, transport): the indexer finds
+#: which from the bytes, and its frames say so in ``Frame.content_type``.
+MPEG2_TYPES = tuple(MEDIA_TYPES.values())
 #: G.726 and G.711 run at 8 kHz: audio pts count samples (STYLE.md §10).
 AUDIO_TIME_BASE = Fraction(1, 8000)
 #: The unit of ``Frame.pts`` per kind.
@@ -65,7 +69,7 @@ def make_consumer(kind: StreamKind, head: ResponseHead) -> BodyConsumer:
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("multipart/") and kind is not StreamKind.MPEG2:
         return MultipartDemuxer(content_type, check_jpeg=kind is StreamKind.MJPEG)
-    if kind is StreamKind.MPEG2 and media in ("video/mpeg", "video/mp2t", "video/mp2p"):
+    if kind is StreamKind.MPEG2 and media in MPEG2_TYPES:
         # The indexer finds ES, PS or TS from the bytes, whatever the type says.
         return Mpeg2Indexer()
     if kind is StreamKind.AUDIO and media.startswith("audio/"):
@@ -92,6 +96,8 @@ class FrameData:
     cut: CutPoint | None = None
     #: MPEG-2: a leading B-picture of an open GOP (see ``Frame.leading``).
     leading: bool = False
+    #: MPEG-2: the last picture goes on in the next frame (see ``Frame.continued``).
+    continued: bool = False
 
     @property
     def media_type(self) -> str:
@@ -117,14 +123,15 @@ def mjpeg_frame_data(event: object) -> FrameData | None:
 
 
 def mpeg2_frame_data(event: object) -> FrameData | None:
-    """Return an indexed unit's frame data: one coded picture, with its cut point if any."""
+    """Return an indexed unit's frame data: one coded picture, its container and cut point."""
     if isinstance(event, UnitIndexed):
         return FrameData(
             event.payload,
-            "video/mpeg",
+            MEDIA_TYPES[event.format],
             pictures=event.pictures,
             cut=event.cut,
             leading=event.leading,
+            continued=event.continued,
         )
     return None
 

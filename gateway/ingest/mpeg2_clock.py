@@ -48,13 +48,11 @@ from fractions import Fraction
 
 from gateway.demux.mpeg2 import UnitIndexed
 from gateway.errors import LocalProtocolError
-from gateway.ingest.clock import MediaClock
+from gateway.ingest.clock import TICKS, MediaClock
 from gateway.media import NS_PER_SECOND
 
 #: PTS values wrap at 2**33 (ISO/IEC 13818-1 §2.4.3.7).
 PTS_WRAP = 1 << 33
-#: Ticks per second of PTS and of ``Frame.pts``.
-TICKS = 90_000
 #: The frame period assumed before a sequence header or a measured rate says: 25 fps.
 DEFAULT_PERIOD = Fraction(TICKS, 25)
 #: Largest distance in frames between a picture's display and decode positions in its

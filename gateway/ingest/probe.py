@@ -14,14 +14,12 @@ from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.errors import GatewayError, UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.connection import Target, credentials_from_url, open_stream
-from gateway.ingest.kinds import STREAM_PATHS
+from gateway.ingest.kinds import MPEG2_TYPES, STREAM_PATHS
 from gateway.ingest.raw import RawConsumer, RawReceived
 from gateway.ingest.redact import redact, register_secrets
 
 #: Bytes of an unframed stream kept for codec and size detection.
 _SAMPLE_LIMIT = 1 << 20
-#: MPEG-2 content types the indexer takes (it finds ES, PS or TS from the bytes).
-_MPEG2_TYPES = ("video/mpeg", "video/mp2t", "video/mp2p")
 
 
 @dataclass(slots=True)
@@ -120,7 +118,7 @@ class _Watcher:
         consumer: BodyConsumer
         if media.startswith("multipart/"):
             consumer = MultipartDemuxer(content_type, check_jpeg=False)
-        elif media in _MPEG2_TYPES:
+        elif media in MPEG2_TYPES:
             consumer = Mpeg2Indexer()
         elif media.startswith(("video/", "audio/", "image/")):
             consumer = RawConsumer(media)

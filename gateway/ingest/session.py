@@ -194,6 +194,7 @@ class Session:
             headers=data.headers,
             cut=data.cut,
             leading=data.leading,
+            continued=data.continued,
         )
         self._seq += 1
         self._sink.frame_received(frame, data.pictures)

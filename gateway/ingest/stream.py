@@ -19,28 +19,10 @@ from gateway.errors import UpstreamError
 from gateway.ingest.auth import Authenticator
 from gateway.ingest.backoff import Failure, ReconnectPolicy
 from gateway.ingest.connection import Target
-from gateway.ingest.kinds import (
-    ACCEPT_HEADERS,
-    AUDIO_TIME_BASE,
-    STAMPERS,
-    STREAM_PATHS,
-    make_consumer,
-    stream_path,
-)
+from gateway.ingest.kinds import STAMPERS, stream_path
 from gateway.ingest.redact import redact, register_secrets
 from gateway.ingest.session import Session
 from gateway.media import NS_PER_SECOND, Frame, StreamKind, StreamState
-
-# Re-exported: these lived here before the split and are imported from here.
-__all__ = [
-    "ACCEPT_HEADERS",
-    "AUDIO_TIME_BASE",
-    "STREAM_PATHS",
-    "CameraStream",
-    "StreamLogger",
-    "make_consumer",
-    "stream_path",
-]
 
 
 class StreamLogger(logging.LoggerAdapter[logging.Logger]):

@@ -45,6 +45,7 @@ class NalType(enum.IntEnum):
     SPS = 7
     PPS = 8
     AUD = 9
+    FILLER = 12
 
 
 #: Units a sample does not need when the SPS/PPS travel in the avcC record.
@@ -83,6 +84,20 @@ class AvcConfig:
     sps: tuple[bytes, ...]
     #: The picture parameter set NAL units, header byte included.
     pps: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessUnit:
+    """An encoder's access unit in the MP4 sample form, with what its keyframe record needs."""
+
+    #: The MP4 sample: 4-byte big-endian length before each NAL unit kept, no start codes.
+    sample: bytes
+    #: True when it holds an IDR slice.
+    idr: bool
+    #: Its first sequence parameter set NAL unit, if any.
+    sps: bytes | None
+    #: Its first picture parameter set NAL unit, if any.
+    pps: bytes | None
 
 
 def nal_type(nal: Buffer) -> int:
@@ -154,15 +169,32 @@ def to_annexb(nals: Iterable[Buffer]) -> bytes:
     return b"".join(parts)
 
 
+def split_access_unit(
+    data: Buffer, *, drop: frozenset[int] = OUT_OF_BAND, max_units: int = MAX_UNITS
+) -> AccessUnit:
+    """Return an encoder's Annex-B access unit split once: sample (no ``drop`` types), SPS, PPS."""
+    sps = pps = None
+    idr = False
+    kept: list[Buffer] = []
+    for nal in split_annexb(data, max_units=max_units):
+        kind = nal_type(nal)
+        if kind == NalType.SPS and sps is None:
+            sps = bytes(nal)
+        elif kind == NalType.PPS and pps is None:
+            pps = bytes(nal)
+        idr |= kind == NalType.IDR
+        if kind not in drop:
+            kept.append(nal)
+    if not kept:
+        raise RemoteProtocolError("H.264 access unit holds no picture data")
+    return AccessUnit(to_length_prefixed(kept), idr, sps, pps)
+
+
 def annexb_to_sample(
     data: Buffer, *, drop: frozenset[int] = OUT_OF_BAND, max_units: int = MAX_UNITS
 ) -> bytes:
     """Return an encoder's Annex-B access unit as an MP4 sample, without ``drop`` unit types."""
-    units = split_annexb(data, max_units=max_units)
-    kept = [nal for nal in units if nal_type(nal) not in drop]
-    if not kept:
-        raise RemoteProtocolError("H.264 access unit holds no picture data")
-    return to_length_prefixed(kept)
+    return split_access_unit(data, drop=drop, max_units=max_units).sample
 
 
 def sample_to_annexb(data: Buffer, *, length_size: int = 4, max_units: int = MAX_UNITS) -> bytes:

@@ -13,6 +13,7 @@ from fractions import Fraction
 import av
 
 from gateway.sim.encoders import Encoded
+from gateway.sim.options import MPEG2_FORMATS
 from gateway.sim.pattern import Pattern
 
 #: Frame rates MPEG-2 can signal (ISO/IEC 13818-2 Table 6-4).
@@ -38,8 +39,6 @@ _MUX_RATE = 25_000
 TS_PACKET = 188
 PMT_PID = 0x1000
 VIDEO_PID = 0x100
-#: Containers the producer can write.
-CONTAINERS = ("es", "ps", "ts")
 
 
 def mpeg2_rate(fps: float) -> Fraction:
@@ -190,8 +189,8 @@ class Mpeg2Producer:
         ctx.options = {"sc_threshold": "1000000000"} | ({} if open_gop else {"flags": "+cgop"})
         ctx.open()
         self._ctx = ctx
-        if container not in CONTAINERS:
-            raise ValueError(f"container must be one of {', '.join(CONTAINERS)}")
+        if container not in MPEG2_FORMATS:
+            raise ValueError(f"container must be one of {', '.join(MPEG2_FORMATS)}")
         self._container = container
         self._ts = TsPacketizer()
         self._psi = psi_tables()

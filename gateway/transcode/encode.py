@@ -3,7 +3,8 @@
 ``RenditionKey("h264", max_size)`` is one ``H264Pipeline`` in one ``Worker`` thread, fed
 with the camera's MJPEG frames (latest-wins: an encoder that falls behind skips input,
 counted) or MPEG-2 pictures (FIFO: pictures depend on each other; after an overflow it
-waits for the next GOP), publishing each access unit into a hub ``Ring`` as a ``Frame``:
+waits for the next GOP; ``Mpeg2Pictures`` unwraps program and transport streams in the
+worker), publishing each access unit into a hub ``Ring`` as a ``Frame``:
 ``payload`` in Annex B with SPS/PPS before every IDR (WebRTC, raw H.264), ``sample`` in
 the MP4 form (fMP4, LL-HLS), converted once per picture. Keyframes are cut points whose
 ``config`` is the ``avcC`` record, so a reader joining there has what it needs.
@@ -24,12 +25,13 @@ from gateway.config import CameraConfig, H264Config, VideoSource
 from gateway.errors import LocalProtocolError
 from gateway.hub.renditions import RenditionKey
 from gateway.hub.ring import Ring, has_cut
-from gateway.media import CutPoint, Frame, Payload, StreamKind
+from gateway.media import CutPoint, Frame, StreamKind
 from gateway.mux.h264 import avcc_from_parameter_sets
 
 from .h264 import EncodedVideo, H264Pipeline
 from .h264_params import DEFAULT_FPS, TICKS_PER_SECOND, H264Settings
 from .meter import RateMeter
+from .mpeg2_pictures import Mpeg2Pictures, SourcePicture
 from .worker import InputPolicy, Worker
 
 if TYPE_CHECKING:
@@ -137,12 +139,12 @@ class H264Rendition:
         #: The newest input's pts and the step between inputs: where the next one lands.
         self._last_in: int | None = None
         self._step = round(TICKS_PER_SECOND / (camera.fps or DEFAULT_FPS))
-        # MPEG-2 pictures reference earlier ones: decoding starts at a GOP, and starts
-        # again at one after pictures were missed (no reader, or dropped by the worker).
+        # Pictures not submitted (no reader) break MPEG-2 references: the worker starts
+        # again at a GOP when this count moved.
         self._missed = 0
         self._missed_seen = 0
-        self._await_gop = True
-        self._skip_leading = False
+        #: MPEG-2: what turns the camera's units into pictures (worker thread only).
+        self.mpeg2 = Mpeg2Pictures() if self.source is StreamKind.MPEG2 else None
         policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
         self.worker: Worker[Frame, Frame] = Worker(
             self._job,
@@ -182,39 +184,28 @@ class H264Rendition:
     # -- worker thread -----------------------------------------------------------------
 
     def _job(self, frame: Frame, reset: bool) -> list[Frame]:
-        payload = frame.payload
-        if self.source is StreamKind.MPEG2:
-            joined = self._join(frame, reset)
-            if joined is None:
+        if self.mpeg2 is not None:
+            # Whole pictures of bare elementary stream; after pictures were missed (no
+            # reader) or dropped in front of the encoder (reset), decoding resumes at
+            # the next GOP.
+            missed = self._missed
+            if missed != self._missed_seen:
+                self._missed_seen = missed
+                reset = True
+            pictures = self.mpeg2.pictures(frame, reset=reset)
+            if not pictures:
                 return []
-            payload = joined
+        else:
+            pictures = [SourcePicture(frame.payload, frame.pts, frame.received_ns)]
         requests = self._requests
         force = requests > self._served
         self._served = requests
-        units = self.pipeline.encode(payload, frame.pts, force_keyframe=force)
-        return [self._frame(unit, frame.received_ns) for unit in units]
-
-    def _join(self, frame: Frame, reset: bool) -> Payload | None:
-        """Return what to decode of an MPEG-2 picture, or None when it cannot be decoded."""
-        missed = self._missed
-        if reset or missed != self._missed_seen:
-            # Pictures were missed: their successors reference them, so decoding
-            # resumes at the next GOP.
-            self._missed_seen = missed
-            self._await_gop = True
-        if self._await_gop:
-            if frame.cut is None:
-                return None
-            self._await_gop = False
-            # An open GOP's leading B-pictures reference the GOP before (ISO/IEC
-            # 13818-2 §6.3.8): not decodable after a join.
-            self._skip_leading = not frame.cut.closed_gop
-            # With the sequence header, should the camera send it only now and then.
-            return frame.join_payload
-        if self._skip_leading and frame.leading:
-            return None
-        self._skip_leading = False
-        return frame.payload
+        out = []
+        for picture in pictures:
+            units = self.pipeline.encode(picture.data, picture.pts, force_keyframe=force)
+            force = False  # the pipeline keeps a request until it makes the IDR
+            out += [self._frame(unit, picture.received_ns) for unit in units]
+        return out
 
     def _frame(self, unit: EncodedVideo, received_ns: int) -> Frame:
         cut = None
@@ -281,6 +272,7 @@ class H264Rendition:
             "keyframes_rate_limited": self.gate.limited,
             "last_error": counters.last_error or self.worker.counters.last_error,
             **{f"pipeline_{k}": v for k, v in counters.snapshot().items()},
+            **{f"mpeg2_{k}": v for k, v in (self.mpeg2.stats() if self.mpeg2 else {}).items()},
         }
 
 

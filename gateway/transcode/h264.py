@@ -45,14 +45,14 @@ from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Interpolation, VideoReformatter
 
 from gateway.demux.codec import jpeg_size
-from gateway.errors import LocalProtocolError
+from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.media import VIDEO_TIME_BASE, Payload, StreamKind
+from gateway.mux.h264 import codec_string_from_sps, split_access_unit, to_annexb
 
 from .h264_counters import H264Counters
-from .h264_encoder import PIX_FMT, open_encoder, select_encoder
+from .h264_encoder import NOT_IN_SAMPLE, PIX_FMT, open_encoder, select_encoder
 from .h264_params import DEFAULT_FPS, LIBX264, H264Settings, output_size
 from .image import DEFAULT_MAX_SOURCE_PIXELS
-from .nal import annexb, codec_string, split_access_unit
 
 _log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class EncodedVideo:
     @property
     def codec(self) -> str | None:
         """Return the RFC 6381 codec string (``avc1.42c01f``) on keyframes, else None."""
-        return None if self.sps is None else codec_string(self.sps)
+        return None if self.sps is None else codec_string_from_sps(self.sps)
 
 
 class H264Pipeline:
@@ -162,7 +162,7 @@ class H264Pipeline:
     @property
     def codec(self) -> str | None:
         """Return the RFC 6381 codec string of the current SPS (None before the first)."""
-        return None if self._sps is None else codec_string(self._sps)
+        return None if self._sps is None else codec_string_from_sps(self._sps)
 
     def keyframe_due(self, pts: int) -> bool:
         """Return True when the next picture, at ``pts``, is an IDR anyway.
@@ -317,7 +317,12 @@ class H264Pipeline:
             self._fail(f"{self._encoder_name} failed: {exc}")
             return []
         self._commit(stamp)
-        out = [self._unit(bytes(packet), packet.pts) for packet in packets]
+        out = []
+        for packet in packets:
+            try:
+                out.append(self._unit(bytes(packet), packet.pts))
+            except RemoteProtocolError as exc:  # not H.264 Annex B: no access unit
+                self._fail(f"{self._encoder_name} wrote a bad access unit: {exc}")
         counters.encode_ns_total += self._clock() - converted
         counters.frames_out += len(out)
         if key and not any(unit.keyframe for unit in out):
@@ -374,12 +379,12 @@ class H264Pipeline:
 
     def _unit(self, data: bytes, pts: int) -> EncodedVideo:
         """Return the ``EncodedVideo`` of one packet."""
-        unit = split_access_unit(data)
+        unit = split_access_unit(data, drop=NOT_IN_SAMPLE)
         sps, pps = unit.sps or self._sps, unit.pps or self._pps
         self._sps, self._pps = sps, pps
         if unit.idr and (unit.sps is None or unit.pps is None) and sps and pps:
             # An encoder that keeps them out of band: put them in, so joins still work.
-            data = annexb(sps, pps) + data
+            data = to_annexb((sps, pps)) + data
         keyframe = unit.idr
         width, height = self._size
         return EncodedVideo(

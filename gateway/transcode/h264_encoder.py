@@ -15,6 +15,7 @@ from typing import Any, Final
 import av
 
 from gateway.media import VIDEO_TIME_BASE
+from gateway.mux.h264 import NalType
 
 from .h264_params import DEFAULT_CRF, LIBX264, H264Settings, Level, choose_level
 
@@ -24,6 +25,16 @@ PIX_FMT: Final = "yuv420p"
 PROBE_SIZE: Final = (320, 240)
 #: A GOP longer than any stream: IDR pictures are placed by the pipeline alone.
 HARDWARE_GOP: Final = 1 << 30
+
+#: NAL units left out of the MP4 samples. SPS and PPS live in ``avcC`` (ISO/IEC 14496-15
+#: §5.3.3); an access unit delimiter adds nothing where samples delimit access units;
+#: filler data is padding for a constant-rate channel. SEI: the only one x264 writes is
+#: its user-data-unregistered version banner (payload type 5) in the first access unit,
+#: which no decoder needs; dropping it leaves every sample made of slices alone, the
+#: same before and after a join.
+NOT_IN_SAMPLE: Final = frozenset(
+    {NalType.SEI, NalType.SPS, NalType.PPS, NalType.AUD, NalType.FILLER}
+)
 
 #: VUI colour description (H.264 Table E-3..E-5 via x264's names): BT.601 matrix, the
 #: one JFIF's YCbCr uses (ITU-T T.871 §7), limited range after the conversion, and

@@ -17,6 +17,7 @@ from gateway.config import (
     load_config,
     parse_config,
 )
+from gateway.demux.mpeg2_sync import ContainerFormat
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,16 @@ def test_sim_camera_defaults_all_streams_real_camera_only_mjpeg() -> None:
     assert real.audio_codec is AudioCodec.G726
 
 
+def test_sim_mpeg2_format() -> None:
+    sim = '[[cameras]]\nname = "s"\nsource = "sim"\n'
+    assert parse_config(sim).cameras[0].sim_mpeg2_format is ContainerFormat.ES
+    for fmt in ContainerFormat:
+        camera = parse_config(sim + f'sim_mpeg2_format = "{fmt.value}"\n').cameras[0]
+        assert camera.sim_mpeg2_format is fmt
+    with pytest.raises(ConfigError, match=r"sim_mpeg2_format: must be one of 'es', 'ps', 'ts'"):
+        parse_config(sim + 'sim_mpeg2_format = "mp4"\n')
+
+
 def test_h264_settings_and_keyframes_follow_hls_segments() -> None:
     default = parse_config(CAM).cameras[0]
     assert default.h264 == H264Config(keyframe_seconds=1.0)
@@ -123,6 +134,7 @@ def test_missing_env_variable_names_it() -> None:
         ("mjpeg = false", "cameras[1].mjpeg: at least one of mjpeg, mpeg2 and audio"),
         ('video_source = "h265"', "cameras[1].video_source: must be one of 'mjpeg', 'mpeg2'"),
         ('video_source = "mpeg2"', 'cameras[1].video_source: "mpeg2" needs mpeg2 = true'),
+        ('sim_mpeg2_format = "ps"', 'cameras[1].sim_mpeg2_format: is for source = "sim" only'),
         ("h264 = 1", "cameras[1].h264: must be a table"),
         ('h264 = {encoder = "x; rm"}', "cameras[1].h264.encoder: must be an encoder name"),
         ('h264 = {preset = "fastest"}', "cameras[1].h264.preset: must be one of ultrafast"),

@@ -79,7 +79,7 @@ def normal(events: list[Event]) -> list[tuple[object, ...]]:
             cut = event.cut
             join = (cut.closed_gop, cut.broken_link, bytes(cut.join)) if cut else None
             kind, tr = event.picture_type, event.temporal_reference
-            timing = (event.pts, event.gop, event.frame_rate)
+            timing = (event.pts, event.gop, event.frame_rate, event.format, event.continued)
             out.append(("unit", bytes(event.payload), kind, tr, join, event.leading, timing))
         else:
             out.append((event,))

@@ -13,8 +13,8 @@ from gateway.demux.mpeg2 import Mpeg2Indexer, PictureType, UnitIndexed
 from gateway.demux.multipart import MultipartDemuxer, PartDropped, PartReceived
 from gateway.demux.parts import DropReason
 from gateway.errors import LocalProtocolError, UpstreamError
-from gateway.ingest import kinds, stream
 from gateway.ingest.kinds import (
+    AUDIO_TIME_BASE,
     FRAME_DATA,
     STAMPERS,
     TIME_BASES,
@@ -50,9 +50,7 @@ def head(content_type: str | None) -> ResponseHead:
 @pytest.mark.parametrize("kind", list(StreamKind))
 def test_every_kind_has_a_frame_data_function_and_a_time_base(kind: StreamKind) -> None:
     assert callable(FRAME_DATA[kind])
-    assert TIME_BASES[kind] == (
-        kinds.AUDIO_TIME_BASE if kind is StreamKind.AUDIO else VIDEO_TIME_BASE
-    )
+    assert TIME_BASES[kind] == (AUDIO_TIME_BASE if kind is StreamKind.AUDIO else VIDEO_TIME_BASE)
 
 
 def test_mjpeg_frame_data() -> None:
@@ -167,14 +165,3 @@ def test_make_consumer_refuses_what_it_cannot_ingest(
 ) -> None:
     with pytest.raises(UpstreamError, match=rf"^unexpected content type {re.escape(shown)}$"):
         make_consumer(kind, head(content_type))
-
-
-def test_stream_module_still_exports_the_moved_names() -> None:
-    for name in (
-        "STREAM_PATHS",
-        "ACCEPT_HEADERS",
-        "AUDIO_TIME_BASE",
-        "make_consumer",
-        "stream_path",
-    ):
-        assert getattr(stream, name) is getattr(kinds, name)

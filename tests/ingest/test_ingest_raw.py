@@ -8,8 +8,8 @@ import pytest
 
 from gateway.demux.codec import CODEC_NAMES, codec_name
 from gateway.errors import LocalProtocolError
+from gateway.ingest.kinds import ACCEPT_HEADERS, STREAM_PATHS
 from gateway.ingest.raw import RawConsumer, RawReceived
-from gateway.ingest.stream import ACCEPT_HEADERS, STREAM_PATHS
 from gateway.media import StreamKind
 
 STREAM = (b"\x00\x00\x01\xb3" + b"\x10" * 8 + (b"\x00\x00\x01\x00" + b"\x22" * 37) * 50) * 3

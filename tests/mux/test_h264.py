@@ -129,6 +129,19 @@ def test_annexb_to_sample_drops_parameter_sets_and_delimiters() -> None:
         h264.annexb_to_sample(h264.to_annexb([SPS_HIGH, PPS_HIGH]))
 
 
+def test_split_access_unit_finds_parameter_sets_and_idr_in_one_pass() -> None:
+    key = h264.split_access_unit(
+        h264.to_annexb([b"\x09\xf0", SPS_HIGH, PPS_HIGH, SPS_BASELINE, IDR]), max_units=5
+    )
+    assert (key.idr, key.sps, key.pps) == (True, SPS_HIGH, PPS_HIGH)  # the first of each
+    assert key.sample == h264.to_length_prefixed([IDR])
+    delta = h264.split_access_unit(h264.to_annexb([SLICE]), drop=frozenset())
+    assert (delta.idr, delta.sps, delta.pps) == (False, None, None)
+    assert delta.sample == h264.to_length_prefixed([SLICE])
+    with pytest.raises(RemoteProtocolError, match="more than 4 NAL units"):
+        h264.split_access_unit(h264.to_annexb([SLICE] * 5), max_units=4)
+
+
 def test_parameter_sets() -> None:
     found = h264.parameter_sets(
         h264.split_annexb(h264.to_annexb([IDR, SPS_HIGH, PPS_HIGH, PPS_BASELINE]))

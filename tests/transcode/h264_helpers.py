@@ -8,8 +8,8 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from gateway.mux.h264 import nal_type, split_annexb
 from gateway.transcode.h264 import EncodedVideo, H264Pipeline
-from gateway.transcode.nal import nal_units
 
 from .images import Image, detailed, encode_jpeg
 
@@ -69,7 +69,7 @@ def feed(
 
 def nal_types(annexb: bytes) -> list[int]:
     """Return the nal_unit_type of every NAL unit in an Annex B access unit."""
-    return [annexb[start] & 0x1F for start, _ in nal_units(annexb)]
+    return [nal_type(nal) for nal in split_annexb(annexb)]
 
 
 def decode_h264(units: Iterable[EncodedVideo | bytes]) -> list[av.VideoFrame]:

@@ -9,9 +9,9 @@ import pytest
 
 from gateway.errors import LocalProtocolError
 from gateway.media import StreamKind
+from gateway.mux.h264 import NalType, codec_string_from_sps, to_annexb
 from gateway.transcode.h264 import H264Pipeline
 from gateway.transcode.h264_params import H264Settings
-from gateway.transcode.nal import LENGTH_SIZE, NalType, annexb, codec_string
 
 from .h264_helpers import HZ, decode_h264, feed, jittered, moving_jpegs, nal_types, stamps, wobbly
 from .images import colourful, encode_jpeg
@@ -107,7 +107,7 @@ def test_sps_and_pps_precede_every_idr_and_joins_decode() -> None:
         assert types.index(NalType.SPS) < types.index(NalType.PPS) < types.index(NalType.IDR)
         assert unit.sps is not None
         assert unit.pps is not None
-        assert unit.codec == codec_string(unit.sps) == "avc1.42c01f"
+        assert unit.codec == codec_string_from_sps(unit.sps) == "avc1.42c01f"
         # A client joining here decodes everything from this IDR on.
         assert len(decode_h264(out[index:])) == len(out) - index
     assert all(u.sps is None and u.pps is None for u in out if not u.keyframe)
@@ -119,8 +119,8 @@ def test_sample_is_length_prefixed_without_parameter_sets() -> None:
     for unit in out:
         pos, nals = 0, []
         while pos < len(unit.sample):
-            length = int.from_bytes(unit.sample[pos : pos + LENGTH_SIZE], "big")
-            pos += LENGTH_SIZE
+            length = int.from_bytes(unit.sample[pos : pos + 4], "big")
+            pos += 4
             nals.append(unit.sample[pos : pos + length])
             pos += length
         assert pos == len(unit.sample)  # the lengths add up exactly
@@ -129,8 +129,8 @@ def test_sample_is_length_prefixed_without_parameter_sets() -> None:
         assert (NalType.IDR in types) == unit.keyframe
         assert all(not nal.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01")) for nal in nals)
         # What an MP4 demuxer hands a decoder: avcC parameter sets, then the sample.
-        head = annexb(unit.sps, unit.pps) if unit.sps and unit.pps else b""
-        rebuilt.append(head + annexb(*nals))
+        head = to_annexb((unit.sps, unit.pps)) if unit.sps and unit.pps else b""
+        rebuilt.append(head + to_annexb(nals))
     assert len(decode_h264(rebuilt)) == len(out)
 
 

@@ -1,14 +1,14 @@
-"""H.264 helpers: NAL splitting, sample form, codec string, output size, levels, options."""
+"""H.264 encode helpers: the sample form, codec string, output size, levels, options."""
 
 from __future__ import annotations
 
 import av
 import pytest
 
-from gateway.errors import LocalProtocolError
-from gateway.transcode.h264_encoder import VUI, open_encoder, x264_options
+from gateway.errors import LocalProtocolError, RemoteProtocolError
+from gateway.mux.h264 import NalType, codec_string_from_sps, split_access_unit, to_annexb
+from gateway.transcode.h264_encoder import NOT_IN_SAMPLE, VUI, open_encoder, x264_options
 from gateway.transcode.h264_params import LEVELS, LIBX264, H264Settings, choose_level, output_size
-from gateway.transcode.nal import NalType, annexb, codec_string, nal_units, split_access_unit
 
 SPS = bytes([0x67, 0x42, 0xC0, 0x1F, 0xDA, 0x02])
 PPS = bytes([0x68, 0xCE, 0x0F, 0xC8])
@@ -17,43 +17,23 @@ SEI = bytes([0x06, 0x05, 0x01, 0xAA, 0x80])
 SLICE = bytes([0x41, 0x9A, 0x02])
 
 
-def test_nal_units_handle_both_start_codes_and_trailing_zeros() -> None:
-    data = b"\x00\x00\x00\x01" + SPS + b"\x00\x00\x01" + PPS + b"\x00\x00" + b"\x00\x00\x01" + IDR
-    units = [data[start:end] for start, end in nal_units(data)]
-    assert units == [SPS, PPS, IDR]
-
-
-def test_nal_units_of_garbage_and_empty_units() -> None:
-    assert list(nal_units(b"no start code")) == []
-    assert list(nal_units(b"\x00\x00\x01\x00\x00\x01")) == []
-
-
-def test_nal_units_is_linear_on_zero_runs() -> None:
-    # A long run of zeros must not make the splitter quadratic (would take minutes).
-    data = b"\x00\x00\x01" + SLICE + bytes(2_000_000) + b"\x00\x00\x01" + SLICE
-    assert [data[s:e] for s, e in nal_units(data)] == [SLICE, SLICE]
-
-
-def test_split_access_unit_keyframe() -> None:
-    unit = split_access_unit(annexb(SPS, PPS, SEI, IDR))
-    assert unit.idr
-    assert (unit.sps, unit.pps) == (SPS, PPS)
-    assert unit.sample == len(IDR).to_bytes(4, "big") + IDR
-
-
-def test_split_access_unit_delta() -> None:
-    unit = split_access_unit(annexb(bytes([NalType.AUD, 0xF0]), SLICE))
-    assert not unit.idr
-    assert unit.sps is None
-    assert unit.pps is None
-    assert unit.sample == len(SLICE).to_bytes(4, "big") + SLICE
+def test_samples_hold_slices_alone() -> None:
+    # The encoder's drop set: parameter sets, x264's SEI banner, delimiters, filler.
+    filler = bytes([NalType.FILLER, 0xFF, 0x80])
+    key = split_access_unit(to_annexb([SPS, PPS, SEI, IDR, filler]), drop=NOT_IN_SAMPLE)
+    assert key.idr
+    assert (key.sps, key.pps) == (SPS, PPS)
+    assert key.sample == len(IDR).to_bytes(4, "big") + IDR
+    delta = split_access_unit(to_annexb([bytes([NalType.AUD, 0xF0]), SLICE]), drop=NOT_IN_SAMPLE)
+    assert (delta.idr, delta.sps, delta.pps) == (False, None, None)
+    assert delta.sample == len(SLICE).to_bytes(4, "big") + SLICE
 
 
 def test_codec_string() -> None:
-    assert codec_string(SPS) == "avc1.42c01f"
-    assert codec_string(bytes([0x67, 0x42, 0xE0, 0x28])) == "avc1.42e028"
-    with pytest.raises(LocalProtocolError):
-        codec_string(PPS)
+    assert codec_string_from_sps(SPS) == "avc1.42c01f"
+    assert codec_string_from_sps(bytes([0x67, 0x42, 0xE0, 0x28])) == "avc1.42e028"
+    with pytest.raises(RemoteProtocolError):
+        codec_string_from_sps(PPS)
 
 
 @pytest.mark.parametrize(
