@@ -65,7 +65,10 @@ class CameraRuntime:
         }
 
     async def aclose(self) -> None:
-        """Stop the ingest, then the fan-outs (their clients end), then the simulator."""
+        """Stop the ingest, then the fan-outs (their clients end), then the simulator.
+
+        Idempotent: the app calls it at shutdown and again at cleanup.
+        """
         for stream in self.streams.values():
             await stream.stop()
         if self.fanout is not None:
@@ -124,6 +127,20 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         for runtime in runtimes.values():
             await runtime.aclose()
+
+
+async def _end_clients(app: web.Application) -> None:
+    """Stop every camera before aiohttp waits for the handlers: streaming clients return.
+
+    aiohttp runs ``on_shutdown`` before it gives the handlers ``shutdown_timeout`` and
+    then cancels them. A streaming handler never ends by itself, and one that ends in
+    the loop turn the timeout fires makes aiohttp set a result on its cancelled handler
+    waiter (``InvalidStateError``, the connection left open). Closed fan-outs and rings
+    wake every pump, which returns at once. ``_cameras_ctx`` closes again (idempotent)
+    for a startup that failed.
+    """
+    for runtime in app[CAMERAS].values():
+        await runtime.aclose()
 
 
 def _fanout(
@@ -265,6 +282,7 @@ def create_app(
     app[axis.CAMERA_CONFIGS] = config.cameras
     app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)
+    app.on_shutdown.append(_end_clients)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/cameras", api_cameras)
     app.router.add_get("/api/cameras/{camera}", api_camera)
