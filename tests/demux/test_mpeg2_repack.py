@@ -136,8 +136,9 @@ def test_repacking_is_linear() -> None:
     times = []
     for copies in (20, 80):
         data = program_stream(es * copies, list(range(0, len(es) * copies, 2000)))
-        start = time.perf_counter()
+        # This thread's CPU time: the work done, not how busy the machine is.
+        start = time.thread_time()
         units = units_of(feed_every_way(data, ("all",))[0])
-        times.append(time.perf_counter() - start)
+        times.append(time.thread_time() - start)
         assert sum(u.cut is not None for u in units) == copies * es.count(GOP)
     assert times[1] < times[0] * 4 * 3

@@ -41,9 +41,10 @@ class FakeCamera:
     server: asyncio.Server | None = None
     port: int = 0
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     @property
@@ -51,21 +52,33 @@ class FakeCamera:
         return f"http://127.0.0.1:{self.port}"
 
     async def stop(self) -> None:
+        """Stop listening, end every connection and wait until each socket is closed."""
         assert self.server is not None
+        # The loop accepts a waiting connection (one the client just gave up on) in one
+        # turn and makes its transport in the next; if the server closed in between, the
+        # transport fails to attach (Python 3.11) and its socket is never closed. Callbacks
+        # run in order, so one turn here lets an accept already made finish first.
+        await asyncio.sleep(0)
         self.server.close()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*(w.wait_closed() for w in self.writers), return_exceptions=True)
         await self.server.wait_closed()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Called from connection_made. The task's done callback closes the socket even if
+        # the task is cancelled before its first step (a connection accepted as the test
+        # ends: the loop's teardown cancels it), when no ``finally`` in it would run.
+        def done(task: asyncio.Task[None]) -> None:
+            writer.close()
+            if not task.cancelled():
+                task.exception()  # a client that left early: nothing to report
+
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        task.add_done_callback(done)
+        self.writers.append(writer)
         self.tasks.add(task)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            writer.close()  # the test is over
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -81,7 +94,6 @@ class FakeCamera:
         with contextlib.suppress(ConnectionError):
             await responder(request)
             await writer.drain()
-        writer.close()
 
 
 async def send(request: Request, data: bytes) -> None:

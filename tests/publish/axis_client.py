@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -13,9 +14,9 @@ from aiohttp import web
 
 from gateway.app import CAMERAS, create_app
 from gateway.config import parse_config
-from gateway.hub import CameraMedia
+from gateway.hub import CameraMedia, pts_ns
 from gateway.ingest import CameraStream
-from gateway.media import StreamKind
+from gateway.media import Frame, StreamKind
 from gateway.publish.axis import FANOUTS, AxisSettings, CameraFanout
 from gateway.transcode import PCM_KEY, PcmRendition
 
@@ -74,6 +75,72 @@ class Gateway:
         while self.fanout(name).source.frames_published < 3:
             assert time.monotonic() < deadline, "camera never went live"
             await asyncio.sleep(0.05)
+
+
+@dataclass
+class SourceLog:
+    """Every frame a camera's ingest handed the fan-out, by simulator frame number."""
+
+    #: Frame number -> (the simulator's capture ns, the gateway's ``received_ns``, its
+    #: source time: ``pts`` in ns, the camera's smoothed clock the hub selects frames by).
+    frames: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+
+    def received_ns(self, number: int) -> int:
+        """Return when frame ``number`` reached the gateway (``X-Delta-Time``, lag)."""
+        return self.frames[number][1]
+
+    def source_ns(self, number: int) -> int:
+        """Return the gateway's source time of frame ``number`` (what the hub selects by)."""
+        return self.frames[number][2]
+
+    def interval_ns(self, number: int, nominal_ns: int) -> int:
+        """Return how long after its predecessor frame ``number`` reached the gateway."""
+        before = self.frames.get(number - 1)
+        return nominal_ns if before is None else self.frames[number][2] - before[2]
+
+    def fps(self, first: int, last: int) -> float:
+        """Return frames per second of camera time the camera sent from ``first`` to ``last``."""
+        sent = sum(first <= n <= last for n in self.frames)
+        return (sent - 1) * 1e9 / (self.frames[last][0] - self.frames[first][0])
+
+
+#: What the hub's pick may add to a gap beyond the source's own intervals: its tolerance
+#: (half an interval) follows a running average of the intervals.
+SPACING_SLACK_NS = 8_000_000
+
+
+def assert_evenly_spaced(
+    numbers: list[int], source: SourceLog, fps: float, nominal_ns: int
+) -> None:
+    """Assert every gap between the delivered frames ``numbers`` is 1/``fps`` of source time.
+
+    The hub picks the first source frame at each due time (less half an interval), by the
+    gateway's source time (the frames' ``pts``), so a gap can differ from 1/``fps`` by the
+    interval before either frame: one camera interval on an idle machine, more where
+    frames reached the gateway late (a loaded machine). ``nominal_ns``: the camera's.
+    """
+    period = 1e9 / fps
+    for a, b in itertools.pairwise(numbers):
+        gap = source.source_ns(b) - source.source_ns(a)
+        room = max(source.interval_ns(a, nominal_ns), source.interval_ns(b, nominal_ns))
+        assert abs(gap - period) <= room + SPACING_SLACK_NS, (fps, a, b, gap / 1e6, room / 1e6)
+
+
+def log_source(gw: Gateway, name: str = "cam") -> SourceLog:
+    """Record every frame the camera's ingest hands its fan-out from now on."""
+    ingest = gw.ingest(name)
+    original = ingest.on_frame
+    assert original is not None
+    log = SourceLog()
+
+    def spy(frame: Frame) -> None:
+        match = COM.search(bytes(frame.payload[:200]))
+        if match is not None:  # else a test looking the frame up fails (KeyError)
+            log.frames[int(match[1])] = (int(match[2]), frame.received_ns, pts_ns(frame))
+        original(frame)
+
+    ingest.on_frame = spy
+    return log
 
 
 @asynccontextmanager

@@ -10,6 +10,7 @@ import av
 
 from gateway.demux.codec import jpeg_size
 from gateway.publish.axis import AxisSettings
+from tests.app.stream_client import until
 
 from .axis_client import camera_toml, gateway, mjpeg, open_mjpeg, read_parts
 
@@ -105,20 +106,24 @@ async def test_ffmpeg_mpjpeg_demuxer_reads_the_stream() -> None:
 
 
 async def test_upstream_rate_follows_clients_with_hysteresis() -> None:
-    async with gateway(camera_toml(), AxisSettings(upstream_lower_after=1.0)) as gw:
+    lower_after = 2.0
+    async with gateway(camera_toml(), AxisSettings(upstream_lower_after=lower_after)) as gw:
         await gw.live()
+        loop = asyncio.get_running_loop()
         ingest = gw.ingest()
         assert ingest.fps == 25
         slow = asyncio.ensure_future(mjpeg(gw.port, "/mjpg/video.mjpg?req_fps=5", count=30))
-        # Churn inside the delay: a full-rate client comes and goes; nothing reconnects.
+        # Churn well inside the delay: a full-rate client comes and goes; nothing reconnects.
         for _ in range(3):
             await mjpeg(gw.port, "/mjpg/video.mjpg", count=2)
+            left = loop.time()
             await asyncio.sleep(0.3)
         assert gw.sim_requests() == 1
-        await asyncio.sleep(1.5)
-        assert ingest.fps == 5  # lowered after the delay: one reconnect
-        assert gw.sim_requests() == 2
-        assert gw.sim_connections() == 1
+        await until(lambda: ingest.fps == 5)
+        # Lowered no sooner than the delay after the last full-rate client left (the
+        # gateway saw it leave then or later), with one reconnect.
+        assert loop.time() - left >= lower_after
+        await until(lambda: gw.sim_requests() == 2 and gw.sim_connections() == 1)
         assert "fps=5" in ingest.url
         full = await mjpeg(gw.port, "/mjpg/video.mjpg?des_fps=25", count=10)
         assert ingest.fps == 25  # raised at once

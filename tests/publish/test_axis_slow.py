@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import socket
 import statistics
 
 from gateway.publish.axis import AxisSettings
 
-from .axis_client import Gateway, camera_toml, gateway, mjpeg
-from .test_axis_rate import measured_fps
+from .axis_client import Gateway, camera_toml, gateway, log_source, mjpeg
 
 DEADLINE = 3.0
 
@@ -48,6 +46,7 @@ async def _watch_slow(gw: Gateway, held: list[int], stop: asyncio.Event) -> None
 async def test_slow_client_is_isolated_bounded_and_closed_at_the_deadline() -> None:
     async with gateway(camera_toml(), AxisSettings(write_deadline=DEADLINE)) as gw:
         await gw.live()
+        source = log_source(gw)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         held: list[int] = []
@@ -73,10 +72,16 @@ async def test_slow_client_is_isolated_bounded_and_closed_at_the_deadline() -> N
         for client in normal:
             parts = [p for p in client.parts if p.arrived >= client.parts[0].arrived + 1.0]
             numbers = [p.sim[0] for p in parts]
-            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # no skips
-            assert abs(measured_fps(parts) - 25) <= 1.25
-            gaps = [(b.arrived - a.arrived) * 1000 for a, b in itertools.pairwise(parts)]
-            assert statistics.pstdev(gaps) < 25, statistics.pstdev(gaps)
+            # No skips: every frame the camera sent, so its full rate (in camera time,
+            # not 25 fps: a loaded machine's simulator skips the ticks it is late for).
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+            # Not held back: each frame reaches the client a steady time after it reached
+            # the gateway (delivery latency, so the camera's own jitter does not count).
+            latency_ms = [
+                (p.arrived * 1e9 - source.received_ns(n)) / 1e6
+                for p, n in zip(parts, numbers, strict=True)
+            ]
+            assert statistics.pstdev(latency_ms) < 25, statistics.pstdev(latency_ms)
         assert held
         assert max(held) <= 2
 
