@@ -130,7 +130,7 @@ class Segmenter:
         if (
             not self._wanted
             and part_target is not None
-            and self.cutter.segment_elapsed > self.cutter.segment_target + 2 * part_target
+            and self.cutter.segment_elapsed > self.cutter.segment_target + part_target
         ):
             self._wanted = True  # once per segment; the encode rate-limits requests
             events.append(KeyframeWanted())
