@@ -105,7 +105,7 @@ def readiness(segmenter: Segmenter, request: PlaylistRequest) -> Readiness:
         return Readiness.TOO_FAR
     if request.part is None:
         return Readiness.READY if complete >= request.msn else Readiness.WAIT
-    if _parts_ahead(last, request.msn, request.part) > advance_part_limit(segmenter):
+    if _parts_ahead(segmenter, request.msn, request.part) > advance_part_limit(segmenter):
         return Readiness.TOO_FAR
     if last is not None and (request.msn, request.part) <= (last.msn, last.index):
         # §6.2.5.2: past a complete segment's last part means the next segment's part
@@ -127,13 +127,18 @@ def blocking_timeout(segmenter: Segmenter) -> float:
     return float(BLOCKING_TARGETS * segmenter.target_duration)
 
 
-def _parts_ahead(last: Part | None, msn: int, part: int) -> int:
-    """Return how many parts must complete before (msn, part) does, at least."""
+def _parts_ahead(segmenter: Segmenter, msn: int, part: int) -> int:
+    """Return how many parts are to complete before (msn, part), counting segments to come
+    (and the rest of the one in progress) at their nominal number of parts."""
+    last = segmenter.last_part()
+    target = segmenter.part_target or segmenter.cutter.part_seconds
+    per_segment = max(1, round(segmenter.cutter.segment_target / target))
     if last is None:
-        return part + 1
-    if msn == last.msn:
-        return part - last.index
-    return part + 1 if msn > last.msn else 0
+        return msn * per_segment + part + 1
+    if msn <= last.msn:
+        return part - last.index if msn == last.msn else 0
+    rest = max(0, per_segment - 1 - last.index)
+    return rest + (msn - last.msn - 1) * per_segment + part + 1
 
 
 def _decimal_integer(name: str, value: str | None) -> int | None:

@@ -175,8 +175,8 @@ def problems(text: str, *, parts_listed: float = 3.0) -> list[str]:
         if not any(h.get("TYPE") == "PART" for h in p.hints):
             bad.append("no EXT-X-PRELOAD-HINT TYPE=PART (Appendix B.1)")
     msn = p.media_sequence + p.skipped
-    end = p.duration + sum(x.duration for x in (p.segments[-1].parts if p.segments and
-                                               p.segments[-1].uri is None else []))  # fmt: skip
+    building = p.segments[-1] if p.segments and p.segments[-1].uri is None else None
+    end = p.duration + sum(x.duration for x in (building.parts if building else []))
     position = 0.0
     for segment in p.segments:
         bad += _segment_problems(segment, msn, td, target)

@@ -180,8 +180,8 @@ def test_without_idrs_segments_are_cut_before_the_target_duration_overruns() -> 
 
 def test_a_new_avcc_starts_a_segment_with_a_new_init_and_a_discontinuity() -> None:
     pts = regular(25, 20)
-    frames = synthetic(pts[:100]) + synthetic(pts[100:], {0, 25, 50, 75}, avcc=OTHER_AVCC,
-                                              size=(320, 240))  # fmt: skip
+    changed = synthetic(pts[100:], {0, 25, 50, 75}, avcc=OTHER_AVCC, size=(320, 240))
+    frames = synthetic(pts[:100]) + changed
     seg = segmenter(window=6)
     fed = feed(seg, frames[:150])
     segments = [e.segment for e in fed.segments]
