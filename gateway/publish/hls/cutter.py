@@ -7,21 +7,22 @@ and ``PartCut`` records (a closed part's samples with their final durations).
 The rules (RFC 8216bis):
 
 - §4.4.4.9: a part lasts at most PART-TARGET, and at least 85% of it unless it is
-  INDEPENDENT or its segment's last. Here every part that is not a segment's last lasts
-  *exactly* PART-TARGET, so neither bound can slip. PART-TARGET itself is a whole number
-  of frame intervals near ``hls.part_seconds`` (0.2 s: 5 frames at 25 fps, 6 at 30,
-  3 at 12.5, making 0.24 s), measured from the first frames (``CALIBRATION_DELTAS``)
-  before any part is published, because AVPlayer rejects a playlist whose part exceeds
-  PART-TARGET and a 0.2 s target cannot hold whole 80 ms frames within 85..100%.
-- A part is complete the moment its last frame arrives: when a frame's estimated end
-  (its decode time plus the frame interval, the median of recent intervals) leaves no
-  room for another whole frame, the part closes with that frame, and the frame's
-  duration is whatever makes the part exactly PART-TARGET. The next frame starts the
-  next part at that end, wherever the camera put it; its own duration reaches its
-  successor's real time, so the output timeline is gap-free, never drifts from the
-  camera's, and only a part's first frame may sit up to about half an interval (plus
-  the camera's jitter) from its real time. A frame that cannot fit (jitter, a skipped
-  picture) closes the open part late instead, also at exactly PART-TARGET.
+  INDEPENDENT or its segment's last. PART-TARGET is a whole number of frame intervals
+  near ``hls.part_seconds`` (0.2 s: 5 frames at 25 fps, 6 at 30, 3 at 12.5, making
+  0.24 s), measured from the first frames (``CALIBRATION_DELTAS``, snapped to a nominal
+  rate; 5% of room otherwise) before any part is published: AVPlayer rejects a playlist
+  whose part exceeds PART-TARGET, and 0.2 s cannot hold whole 80 ms frames within
+  85..100% of itself.
+- A part is complete the moment its last frame arrives: when a frame leaves no room
+  for another whole one (its decode time plus the frame interval, the median of the
+  recent ones, reaches past PART-TARGET less half an interval), the part closes with
+  it, and that frame lasts until where the camera's next frame is expected, within
+  85..100% of PART-TARGET for the part. The next frame starts the next part there,
+  wherever the camera put it, and lasts until its successor's own time. So the output
+  timeline has no gaps and follows the camera's: a regular camera's pictures keep their
+  exact times, a jittery one's only move at a part's first picture, by a fraction of an
+  interval. A frame that does not fit (jitter, a skipped picture) closes the open part
+  late instead, where that frame is (within the same bounds).
 - §4.4.3.1, §6.2.1: segments start on an IDR once ``segment_target`` is (nearly)
   reached, which is where the shared encode puts its IDRs (``keyframe_seconds``); an
   IDR that came early because another viewer asked for one also starts a segment when
@@ -47,7 +48,7 @@ from itertools import pairwise
 from statistics import median_low
 
 from gateway.errors import LocalProtocolError
-from gateway.media import Frame
+from gateway.media import VIDEO_TIME_BASE, Frame
 from gateway.mux.fmp4 import Sample
 
 #: 90 kHz: the video timeline's ticks per second.
@@ -118,7 +119,7 @@ class VideoCutter:
         """
         if not 0 < part_target <= segment_target <= target_duration:
             raise LocalProtocolError("need 0 < part_target <= segment_target <= target_duration")
-        self.part_seconds = part_target
+        self.part_aim = part_target
         self.segment_target = segment_target
         self.target_duration = target_duration
         #: PART-TARGET in ticks, fixed by the first frames; None until then.
@@ -169,6 +170,8 @@ class VideoCutter:
         """Take the next frame; return the segment it starts and the parts it closes."""
         if frame.sample is None:
             raise LocalProtocolError("segmenting needs the MP4 sample form of each picture")
+        if frame.time_base != VIDEO_TIME_BASE:
+            raise LocalProtocolError(f"video pts must be in 1/90000 s, not {frame.time_base}")
         if self._origin is None:
             if frame.cut is None or frame.cut.config is None or frame.dimensions is None:
                 self.frames_dropped += 1  # a stream starts at a keyframe with its avcC
@@ -190,7 +193,7 @@ class VideoCutter:
         if len(deltas) < CALIBRATION_DELTAS and (len(deltas) < 2 or span < self.segment_target):
             return False
         interval, nominal = frame_interval(deltas)
-        count = max(1, (2 * self.part_seconds + interval) // (2 * interval))  # nearest
+        count = max(1, (2 * self.part_aim + interval) // (2 * interval))  # nearest
         target = count * interval
         if not nominal:
             # A measured (not a nominal) rate is a few percent off: leave room, so parts
@@ -272,7 +275,7 @@ class VideoCutter:
         return None
 
     def _jump_limit(self) -> int:
-        return max(2 * (self.part_target or self.part_seconds), 4 * self.interval)
+        return max(2 * (self.part_target or self.part_aim), 4 * self.interval)
 
     def _clamp(self, end: int, *, final: bool) -> int:
         """Return where the open part would end if closed near ``end``."""

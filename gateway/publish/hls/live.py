@@ -118,7 +118,7 @@ def advance_part_limit(segmenter: Segmenter) -> float:
     """Return the Advance Part Limit: 3 / PART-TARGET below one second, else 3 (§6.2.5.2)."""
     target = segmenter.part_target
     if target is None:
-        return 3.0 * TICKS / segmenter.cutter.part_seconds
+        return 3.0 * TICKS / segmenter.cutter.part_aim
     return 3.0 * TICKS / target if target < TICKS else 3.0
 
 
@@ -131,7 +131,7 @@ def _parts_ahead(segmenter: Segmenter, msn: int, part: int) -> int:
     """Return how many parts are to complete before (msn, part), counting segments to come
     (and the rest of the one in progress) at their nominal number of parts."""
     last = segmenter.last_part()
-    target = segmenter.part_target or segmenter.cutter.part_seconds
+    target = segmenter.part_target or segmenter.cutter.part_aim
     per_segment = max(1, round(segmenter.cutter.segment_target / target))
     if last is None:
         return msn * per_segment + part + 1

@@ -149,14 +149,17 @@ class Segmenter:
     def expire(self, now_ns: int) -> None:
         """Forget removed segments held for longer than §6.2.2 asks (and beyond the bounds)."""
         hold = HOLD_AFTER * self.target_duration * NS_PER_SECOND
+        forgot = False
         while self._retired and (
             now_ns - self._retired[0][1] >= hold or len(self._held) > self.max_segments
         ):
             segment, _ = self._retired.popleft()
             del self._held[segment.msn]
-        oldest = min((s.init for s in self._held.values()), default=self._init)
-        for number in [n for n in self._inits if n < oldest]:
-            del self._inits[number]
+            forgot = True
+        if forgot:
+            oldest = min((s.init for s in self._held.values()), default=self._init)
+            for number in [n for n in self._inits if n < oldest]:
+                del self._inits[number]
 
     # ---- state the playlists read ---------------------------------------------------
 

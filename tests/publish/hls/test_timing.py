@@ -13,6 +13,7 @@ import pytest
 
 from gateway.errors import LocalProtocolError
 from gateway.media import Frame, Payload
+from gateway.mux.tracks import VideoTrack
 from gateway.publish.hls.cutter import TICKS, frame_interval
 from gateway.publish.hls.live import media_playlist
 from gateway.publish.hls.parts import KeyframeWanted, Part, PartCompleted, Segment, SegmentCompleted
@@ -180,8 +181,8 @@ def test_without_idrs_segments_are_cut_before_the_target_duration_overruns() -> 
 
 def test_a_new_avcc_starts_a_segment_with_a_new_init_and_a_discontinuity() -> None:
     pts = regular(25, 20)
-    changed = synthetic(pts[100:], {0, 25, 50, 75}, avcc=OTHER_AVCC, size=(320, 240))
-    frames = synthetic(pts[:100]) + changed
+    other = synthetic(pts[100:], {0, 25, 50, 75}, avcc=OTHER_AVCC, size=(320, 240))
+    frames = synthetic(pts[:100]) + other
     seg = segmenter(window=6)
     fed = feed(seg, frames[:150])
     segments = [e.segment for e in fed.segments]
@@ -189,7 +190,9 @@ def test_a_new_avcc_starts_a_segment_with_a_new_init_and_a_discontinuity() -> No
     assert changed.init == 1
     assert changed.start == 4 * HZ
     assert seg.init(1) is not None
-    assert seg.tracks()[0].width == 320  # type: ignore[union-attr]
+    video = seg.tracks()[0]
+    assert isinstance(video, VideoTrack)
+    assert video.width == 320
     text = render(media_playlist(seg))
     assert problems(text) == []
     assert '#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI="init1.mp4"' in text
