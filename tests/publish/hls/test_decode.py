@@ -98,3 +98,24 @@ def test_a_jittered_camera_decodes_with_times_near_its_own() -> None:
     assert worst <= TICKS / 25
     moved = sum(a != b for a, b in zip(result.video_pts, real, strict=True))
     assert moved <= len(seg.segments) * 6 + len(seg.building)
+
+
+@pytest.mark.usefixtures("ffmpeg_warnings")
+def test_a_stalled_camera_still_decodes_as_one_continuous_stream() -> None:
+    # 3 s of pictures, a 2 s stall (the camera reconnects; its audio goes on), 2 s more.
+    pts = regular(25, 3) + [p + 5 * HZ for p in regular(25, 2)]
+    video = encoded(pts)
+    audio_format, audio = aac(0, pts[-1] + HZ)
+    seg = segmenter(audio=audio_format)
+    feed(seg, video, audio)
+    assert seg.cutter.jumps == 1
+    by_parts, _, pictures = _published(seg)
+    result = decode(by_parts)
+    assert result.problems == []
+    assert result.video_frames == pictures >= len(pts) - 6
+    steps = {b - a for a, b in pairwise(result.video_pts)}
+    assert steps == {HZ // 25}  # the stall is taken out of the timeline
+    # Audio stays one continuous track (the stall's audio is dropped with it).
+    ends = [p + 1024 for p in result.audio_pts]
+    assert result.audio_pts[1:] == ends[:-1]
+    assert result.audio_pts[-1] >= (result.video_pts[-1] / HZ - 0.3) * RATE

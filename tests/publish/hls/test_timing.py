@@ -184,7 +184,15 @@ def test_a_new_avcc_starts_a_segment_with_a_new_init_and_a_discontinuity() -> No
     other = synthetic(pts[100:], {0, 25, 50, 75}, avcc=OTHER_AVCC, size=(320, 240))
     frames = synthetic(pts[:100]) + other
     seg = segmenter(window=6)
-    fed = feed(seg, frames[:150])
+    feed(seg, frames[:100])
+    seg.push_video(frames[100], frames[100].received_ns)  # opens the new init's first part
+    hints = render(media_playlist(seg)).split("\n")[-3:]
+    assert hints == [
+        '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part4.0.m4s"',
+        '#EXT-X-PRELOAD-HINT:TYPE=MAP,URI="init1.mp4"',  # Appendix B.1
+        "",
+    ]
+    fed = feed(seg, frames[101:150])
     segments = [e.segment for e in fed.segments]
     changed = next(s for s in segments if s.discontinuity)
     assert changed.init == 1
