@@ -283,6 +283,7 @@ class Segmenter:
                 self._independent,
             )
             events.append(SegmentCompleted(segment))
+            self._next_pdt = self._pdt + segment.duration * NS_PER_SECOND // TICKS
             self._add_to_window(segment, now_ns)
             self._building = []
             self._msn += 1
@@ -321,9 +322,6 @@ class Segmenter:
             # segment's end (§6.2.1: no ambiguous dates), later after a stall.
             wall = self._anchor_ns + (cut.start + cut.shift) * NS_PER_SECOND // TICKS
             self._pdt = max(wall, self._next_pdt)
-        self._next_pdt = self._pdt + (
-            (cut.end - self._building_start(cut)) * NS_PER_SECOND // TICKS
-        )
         part = Part(
             self._msn,
             len(self._building),
@@ -336,9 +334,6 @@ class Segmenter:
         )
         self._building.append(part)
         return PartCompleted(part)
-
-    def _building_start(self, cut: PartCut) -> int:
-        return self._building[0].start if self._building else cut.start
 
     def _add_to_window(self, segment: Segment, now_ns: int) -> None:
         self._window.append(segment)
