@@ -22,6 +22,7 @@ from gateway.media import StreamKind
 from gateway.metrics import CONTENT_TYPE, make_registry, render
 from gateway.publish import axis, mp4
 from gateway.publish import web as web_page
+from gateway.publish.hls import server as hls
 from gateway.publish.keys import MEDIA
 from gateway.sim import SimOptions, SimServer
 from gateway.transcode import PCM_KEY, rendition_specs
@@ -65,6 +66,10 @@ class CameraRuntime:
             "source": redact(self.config.source),
             "streams": {kind.value: values for kind, values in streams.items()},
             "renditions": self.media.renditions.stats(),
+            "outputs": {
+                spec.name: publisher.summary()
+                for spec, publisher in zip(PUBLISHERS, self.publishers, strict=True)
+            },
             "clients": [c for publisher in self.publishers for c in publisher.clients()],
         }
 
@@ -95,6 +100,10 @@ class CameraPublisher(Protocol):
         """Return what the publisher adds to ``/api`` ``streams``."""
         ...
 
+    def summary(self) -> dict[str, object]:
+        """Return the publisher's own figures for ``/api`` ``outputs``."""
+        ...
+
     async def aclose(self) -> None:
         """Let work in progress finish (the media ends the streaming clients)."""
 
@@ -103,14 +112,17 @@ class CameraPublisher(Protocol):
 class Publisher:
     """An output of the gateway: its routes, and what it keeps per camera."""
 
+    #: The output's name in ``/api`` ``outputs``.
+    name: str
     add_routes: Callable[[web.Application], None]
     add_camera: Callable[[web.Application, CameraMedia, GatewayConfig], CameraPublisher]
 
 
 #: Every output, each reading the cameras' media as an equal (DESIGN §2).
 PUBLISHERS = (
-    Publisher(axis.add_routes, axis.add_camera),
-    Publisher(mp4.add_routes, mp4.add_camera),
+    Publisher("axis", axis.add_routes, axis.add_camera),
+    Publisher("mp4", mp4.add_routes, mp4.add_camera),
+    Publisher("hls", hls.add_routes, hls.add_camera),
 )
 
 CONFIG = web.AppKey("config", GatewayConfig)

@@ -71,6 +71,10 @@ class Mp4Camera:
         """Return nothing per stream: the encode's figures are the rendition's."""
         return {}
 
+    def summary(self) -> dict[str, object]:
+        """Return the fMP4 output's figures for ``/api`` ``outputs.mp4``."""
+        return {"viewers": len(self.egress)}
+
     async def aclose(self) -> None:
         """Nothing to stop: the media ends the viewers' cursors."""
 

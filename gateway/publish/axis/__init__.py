@@ -74,6 +74,15 @@ class AxisCamera:
         """Return what the Axis side adds to ``/api`` ``streams``."""
         return {} if self.fanout is None else {StreamKind.MJPEG: self.fanout.stats()}
 
+    def summary(self) -> dict[str, object]:
+        """Return the Axis output's figures for ``/api`` ``outputs.axis``."""
+        counts = {"mjpeg": self.fanout, "mpeg2": self.mpeg2, "audio": self.audio}
+        return {
+            f"{kind}_clients": len(reader.clients())
+            for kind, reader in counts.items()
+            if reader is not None
+        }
+
     async def aclose(self) -> None:
         """Let snapshot transcodes finish (the media ends the streaming clients)."""
         if self.fanout is not None:
