@@ -1,16 +1,25 @@
-"""Browser fixtures: the system Chromium driven by Playwright (never a downloaded browser)."""
+"""Browser fixtures: the system Chromium driven by Playwright (never a downloaded browser),
+and hls.js from the npm registry for the HLS tests."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import default_config_text, parse_config
+from tests.web.hls_player import HlsPlayer, OpenPlayer, open_player
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -21,11 +30,51 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+#: The npm project pinning hls.js (package.json, package-lock.json; node_modules ignored).
+NPM_DIR = Path(__file__).parent
+HLS_JS = NPM_DIR / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+#: Seconds ``npm ci`` may take on a fresh machine: under the tests' 120 s timeout, which
+#: counts the fixture (npm gives up on an unreachable registry after about 70 s).
+NPM_TIMEOUT = 100
 
 
 def chromium_path() -> str | None:
     """Return the system Chromium, if installed."""
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test for a missing tool, or fail it where browsers are required (CI)."""
+    if os.environ.get("GATEWAY_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"GATEWAY_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def require_browser() -> str:
+    """Return the Chromium to drive, or skip (fail in CI) when it or Playwright is missing."""
+    path = chromium_path()
+    try:
+        import playwright.async_api  # noqa: F401, PLC0415
+    except ImportError:
+        path = None
+    if path is None:
+        unavailable("Chromium or Playwright not installed (apt-get install chromium)")
+    assert path is not None
+    return path
+
+
+def pinned_version() -> str:
+    """Return the hls.js version package.json pins."""
+    package = json.loads((NPM_DIR / "package.json").read_text())
+    return str(package["dependencies"]["hls.js"])
+
+
+def installed_version() -> str | None:
+    """Return the hls.js version in node_modules, if its player script is there."""
+    if not HLS_JS.is_file():
+        return None
+    package = json.loads((NPM_DIR / "node_modules" / "hls.js" / "package.json").read_text())
+    return str(package["version"])
 
 
 @pytest.fixture
@@ -40,18 +89,11 @@ async def gateway_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def browser_page() -> AsyncIterator[object]:
+async def browser_page() -> AsyncIterator[Page]:
     """Yield a Playwright page in headless system Chromium, or skip (fail in CI)."""
-    path = chromium_path()
-    try:
-        from playwright.async_api import async_playwright  # noqa: PLC0415
-    except ImportError:
-        path = None
-    if path is None:
-        reason = "Chromium or Playwright not installed (apt-get install chromium)"
-        if os.environ.get("GATEWAY_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"GATEWAY_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
+    path = require_browser()
+    from playwright.async_api import async_playwright  # noqa: PLC0415
+
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
         try:
@@ -59,3 +101,43 @@ async def browser_page() -> AsyncIterator[object]:
             yield page
         finally:
             await browser.close()
+
+
+@pytest.fixture(scope="session")
+def hls_js() -> Path:
+    """Return hls.min.js at the pinned version, running ``npm ci`` once if it is missing.
+
+    ``.ci/run`` installs it beforehand; on a fresh machine the first HLS test does. Skips
+    (fails in CI) without a browser, without npm, or when the install fails.
+    """
+    require_browser()  # no install for tests that cannot run
+    if installed_version() == pinned_version():
+        return HLS_JS
+    npm = shutil.which("npm")
+    if npm is None:
+        unavailable("hls.js not installed and no npm to install it (apt-get install npm)")
+    assert npm is not None
+    command = [npm, "ci", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund"]
+    try:
+        done = subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=NPM_TIMEOUT
+        )
+    except subprocess.TimeoutExpired:
+        unavailable(f"`npm ci` for hls.js took over {NPM_TIMEOUT} s")
+    else:
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            unavailable(f"`npm ci` for hls.js failed: {' | '.join(lines[:3])}")
+    found = installed_version()
+    assert found == pinned_version(), f"npm ci installed hls.js {found}, not {pinned_version()}"
+    return HLS_JS
+
+
+@pytest.fixture
+def hls_player(hls_js: Path, browser_page: Page) -> OpenPlayer:
+    """Return a function that has hls.js (low-latency mode) play a playlist URL."""
+
+    async def open_(url: str, config: Mapping[str, object] | None = None) -> HlsPlayer:
+        return await open_player(browser_page, url, hls_js, config)
+
+    return open_
