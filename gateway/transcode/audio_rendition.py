@@ -28,9 +28,9 @@ from gateway.media import NS_PER_SECOND, CutPoint, Frame, StreamKind
 from .audio import PCM_RATE, PcmBlock
 from .audio_codecs import AudioEncoding, EncodedAudio
 from .audio_encode import AudioEncodePipeline
-from .meter import RateMeter
 from .pcm import PCM_KEY, PcmRendition
-from .worker import InputPolicy, Worker
+from .producer import RingProducer
+from .worker import InputPolicy
 
 if TYPE_CHECKING:
     from gateway.hub.camera import CameraMedia
@@ -54,7 +54,7 @@ def audio_key(encoding: AudioEncoding) -> RenditionKey[AudioRendition]:
     return RenditionKey(encoding.value)
 
 
-class AudioRendition:
+class AudioRendition(RingProducer[_Item]):
     """One camera's AAC or Opus encode and the ring its readers read."""
 
     def __init__(
@@ -72,7 +72,7 @@ class AudioRendition:
         self.pipeline = pipeline or AudioEncodePipeline(encoding)
         config = self.pipeline.config
         self.time_base = Fraction(1, config.sample_rate)
-        self.ring = Ring(
+        ring = Ring(
             encoding.value,
             name=media.camera.name,
             seconds=RING_SECONDS,
@@ -80,16 +80,10 @@ class AudioRendition:
             max_subscribers=media.settings.max_clients,
             is_cut=every_frame,
         )
-        self.fps_out = RateMeter()
+        name = f"{encoding.value} {media.camera.name}"
+        super().__init__(ring, self._job, loop=media.loop, policy=InputPolicy.FIFO, name=name)
         self._seq = itertools.count()
         self._silence_after_ns = int(silence_after * NS_PER_SECOND)
-        self.worker: Worker[_Item, Frame] = Worker(
-            self._job,
-            self._publish,
-            loop=media.loop,
-            policy=InputPolicy.FIFO,
-            name=f"{encoding.value} {media.camera.name}",
-        )
         #: Input pts of the end of the encode's output so far (None before a block), and
         #: the instant it stands for.
         self._end_pts: int | None = None
@@ -129,11 +123,6 @@ class AudioRendition:
         self.worker.submit(target)
         self._end_pts, self._end_ns = target, now
 
-    def _publish(self, frame: Frame) -> None:
-        if not self.ring.closed:
-            self.fps_out.tick(frame.received_ns)
-            self.ring.publish(frame)
-
     # -- worker thread -----------------------------------------------------------------
 
     def _job(self, item: _Item, reset: bool) -> list[Frame]:
@@ -157,27 +146,12 @@ class AudioRendition:
 
     # -- rendition ---------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop listening and the worker; end the readers; release the PCM."""
+    def _detach(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._unlisten()
         self._pcm.release()
-        self.worker.close()
-        self.ring.close()
-
-    async def wait_stopped(self) -> None:
-        """Wait for the worker to finish its job."""
-        await self.worker.wait_idle()
-
-    def busy(self) -> bool:
-        """Return True while the worker holds input."""
-        return bool(self.worker.items_held)
-
-    def consumers(self) -> int:
-        """Return the readers of the ring."""
-        return len(self.ring)
 
     def upstream_fps(self) -> tuple[StreamKind, float | None] | None:
         """Return None: audio has no rate to ask for."""

@@ -32,7 +32,8 @@ from .h264 import EncodedVideo, H264Pipeline
 from .h264_params import DEFAULT_FPS, TICKS_PER_SECOND, H264Settings
 from .meter import RateMeter
 from .mpeg2_pictures import Mpeg2Pictures, SourcePicture
-from .worker import InputPolicy, Worker
+from .producer import RingProducer
+from .worker import InputPolicy
 
 if TYPE_CHECKING:
     from gateway.hub.camera import CameraMedia
@@ -100,7 +101,7 @@ class KeyframeGate:
         return True
 
 
-class H264Rendition:
+class H264Rendition(RingProducer[Frame]):
     """One camera's H.264 encode (at one size) and the ring its readers read."""
 
     def __init__(
@@ -118,7 +119,8 @@ class H264Rendition:
         self.settings = settings
         self.source = StreamKind.MJPEG if source is VideoSource.MJPEG else StreamKind.MPEG2
         self._loop = media.loop
-        self.ring = Ring(
+        policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
+        ring = Ring(
             H264_KIND,
             name=camera.name,
             seconds=RING_SECONDS,
@@ -126,11 +128,13 @@ class H264Rendition:
             max_subscribers=media.settings.max_clients,
             is_cut=has_cut,
         )
-        self.ring.set_keyframe_source(self.request_keyframe)
+        super().__init__(
+            ring, self._job, loop=media.loop, policy=policy, name=f"h264 {camera.name}"
+        )
+        ring.set_keyframe_source(self.request_keyframe)
         self.pipeline = pipeline or H264Pipeline(settings, source=self.source, fps=camera.fps)
         self.gate = KeyframeGate(min_interval=min_keyframe_interval)
         self.fps_in = RateMeter()
-        self.fps_out = RateMeter()
         self._seq = itertools.count()
         # Keyframe requests cross to the worker as a count: the loop raises it, the
         # worker serves it; a LATEST input replaced before it ran cannot lose one.
@@ -145,15 +149,7 @@ class H264Rendition:
         self._missed_seen = 0
         #: MPEG-2: what turns the camera's units into pictures (worker thread only).
         self.mpeg2 = Mpeg2Pictures() if self.source is StreamKind.MPEG2 else None
-        policy = InputPolicy.LATEST if self.source is StreamKind.MJPEG else InputPolicy.FIFO
-        self.worker: Worker[Frame, Frame] = Worker(
-            self._job,
-            self._publish,
-            loop=media.loop,
-            policy=policy,
-            name=f"h264 {camera.name}",
-        )
-        self._detach = media.feed(self.source, self._submit)
+        self._unfeed = media.feed(self.source, self._submit)
 
     # -- loop thread -------------------------------------------------------------------
 
@@ -166,11 +162,6 @@ class H264Rendition:
             self._step = frame.pts - self._last_in
         self._last_in = frame.pts
         self.worker.submit(frame)
-
-    def _publish(self, frame: Frame) -> None:
-        if not self.ring.closed:
-            self.fps_out.tick(frame.received_ns)
-            self.ring.publish(frame)
 
     def request_keyframe(self) -> None:
         """Ask for an IDR on the next picture (rate-limited; free while one is due)."""
@@ -227,23 +218,8 @@ class H264Rendition:
 
     # -- rendition ---------------------------------------------------------------------
 
-    def stop(self) -> None:
-        """Stop the feed and the worker; end the readers."""
-        self._detach()
-        self.worker.close()
-        self.ring.close()
-
-    async def wait_stopped(self) -> None:
-        """Wait for the worker to finish its picture."""
-        await self.worker.wait_idle()
-
-    def busy(self) -> bool:
-        """Return True while the worker holds a picture."""
-        return bool(self.worker.items_held)
-
-    def consumers(self) -> int:
-        """Return the readers of the ring."""
-        return len(self.ring)
+    def _detach(self) -> None:
+        self._unfeed()
 
     def upstream_fps(self) -> tuple[StreamKind, float | None] | None:
         """Return the camera rate the encode needs while it has readers."""
