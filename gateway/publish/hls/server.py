@@ -403,11 +403,18 @@ def _playlist_headers(directives: PlaylistRequest | None) -> Mapping[str, str]:
     }
 
 
+async def unknown(request: web.Request) -> web.Response:
+    """Answer any other path under ``/hls/`` (a session name that is not one, ``..``)."""
+    return _error(404, "no such HLS resource")
+
+
 def add_routes(app: web.Application) -> None:
     """Add ``/hls/{camera}/index.m3u8`` and the session files."""
     app[HLS_CAMERAS] = {}
     app.router.add_get(r"/hls/{camera}/index.m3u8", multivariant)
     app.router.add_get(r"/hls/{camera}/{session:[0-9a-f]{1,16}}/{name}", session_file)
+    # Last: the same one-line 404 as a bad name, not aiohttp's own page.
+    app.router.add_get(r"/hls/{path:.*}", unknown)
 
 
 def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> HlsCamera:
