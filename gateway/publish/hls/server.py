@@ -84,7 +84,8 @@ class HlsCamera:
         self._last_request = 0.0
         self._renders: dict[tuple[int, bool], bytes] = {}
         self._viewers: dict[object, float] = {}
-        #: Starts, and the seconds from a start to its first part (None before one).
+        #: Starts, and the seconds from a start to its first complete segment, when the
+        #: first playlist goes out (None before one).
         self.starts = 0
         self.cold_start_seconds: float | None = None
         self._started_at = 0.0
@@ -198,7 +199,7 @@ class HlsCamera:
             if any(isinstance(event, KeyframeWanted) for event in events):
                 video.request_keyframe()
             if events:
-                if self.cold_start_seconds is None and segmenter.last_part() is not None:
+                if self.cold_start_seconds is None and segmenter.segments:
                     self.cold_start_seconds = round(loop.time() - self._started_at, 3)
                 self._wake()
 
@@ -284,10 +285,14 @@ def _start(camera: HlsCamera) -> Segmenter | web.Response:
 
 
 async def _until_started(camera: HlsCamera, segmenter: Segmenter) -> web.Response | None:
-    """Wait for the first part of a session (a cold start); a 503 when it does not come."""
+    """Wait for the first complete segment of a session (a cold start); 503 if it does not come.
+
+    A playlist of parts alone is valid LL-HLS, but a player that reads segments only
+    finds nothing to play in it (FFmpeg's HLS demuxer gives up: "Empty segment").
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + blocking_timeout(segmenter)
-    while segmenter.last_part() is None:
+    while not segmenter.segments:
         left = deadline - loop.time()
         if left <= 0 or not await camera.changed(left):
             return _error(503, f"camera {camera.media.camera.name} has no video yet")
