@@ -108,7 +108,8 @@ class HlsCamera:
         if left > 0:
             self._idle = loop.call_later(left, self._check_idle)
             return
-        _log.info("camera %s: HLS idle for %gs, stopping", self.media.camera.name, left)
+        name, idle = self.media.camera.name, self.config.idle_seconds
+        _log.info("camera %s: HLS idle for %gs, stopping session %s", name, idle, self.session)
         self.stop()
 
     def ensure_started(self) -> Segmenter:
