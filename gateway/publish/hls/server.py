@@ -82,6 +82,8 @@ class HlsCamera:
         self._cursors: list[Cursor] = []
         self._idle: asyncio.TimerHandle | None = None
         self._last_request = 0.0
+        #: Requests waiting in ``changed`` (held: not idle, whatever their start).
+        self._waiting = 0
         self._renders: dict[tuple[int, bool], bytes] = {}
         self._viewers: dict[object, float] = {}
         #: Starts, and the seconds from a start to its first complete segment, when the
@@ -105,6 +107,10 @@ class HlsCamera:
         self._idle = None
         loop = asyncio.get_running_loop()
         left = self._last_request + self.config.idle_seconds - loop.time()
+        if self._waiting:
+            # A held request counts from its answer: idle_seconds may be shorter than
+            # a cold start or a blocking reload's three target durations.
+            left = max(left, self.config.idle_seconds)
         if left > 0:
             self._idle = loop.call_later(left, self._check_idle)
             return
@@ -214,11 +220,15 @@ class HlsCamera:
         if self._changed is None:
             self._changed = asyncio.get_running_loop().create_future()
         fut = self._changed
+        self._waiting += 1
         try:
             async with asyncio.timeout(within):
                 await asyncio.shield(fut)
         except TimeoutError:
             return False
+        finally:
+            self._waiting -= 1
+            self._last_request = asyncio.get_running_loop().time()
         return self.segmenter is not None
 
     # -- answers -----------------------------------------------------------------------
