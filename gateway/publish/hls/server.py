@@ -57,6 +57,11 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: Frames taken from a ring per round of the feed task.
 TAKE = 64
+#: The first segment's number. Not 0: hls.js (1.7) tracks an appended part by
+#: ``part.fragment.sn || -1`` and so takes a part of segment 0 for none; it drops the
+#: segment's parts as evicted after each append and loads them again, hundreds of
+#: times, until it stalls and plays a second further behind.
+FIRST_MSN = 1
 #: How long a viewer counts as watching after its last playlist request, in target
 #: durations (players reload at least once per target duration).
 VIEWER_TARGETS = 3
@@ -150,6 +155,7 @@ class HlsCamera:
             segment_target=self.config.segment_seconds,
             audio=audio_format,
             wall_offset_ns=time.time_ns() - time.monotonic_ns(),
+            first_msn=FIRST_MSN,
         )
         self.session = secrets.token_hex(4)
         self._renders.clear()
