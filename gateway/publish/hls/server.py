@@ -362,10 +362,15 @@ async def session_file(request: web.Request) -> web.StreamResponse:
         return _error(404, f"no {name} in this session")
     response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": IMMUTABLE})
     response.content_length = sum(len(chunk) for chunk in chunks)
-    await response.prepare(request)
-    for chunk in chunks:
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        # The player gave up on a held part (hls.js aborts a hinted part's load when
+        # it moves on): nothing to tell anyone.
+        pass
     return response
 
 
