@@ -1,4 +1,4 @@
-"""Prometheus exposition: a per-application registry read from live ingest and encode state."""
+"""Prometheus exposition: a per-application registry read from live ingest, encode and HLS state."""
 
 from __future__ import annotations
 
@@ -110,11 +110,60 @@ class RenditionCollector(Collector):
         yield from counters.values()
 
 
+#: (metric suffix, ``outputs.hls`` key, help) for the per-camera LL-HLS gauges; a figure
+#: not known yet (None: no cold start measured) is left out.
+_HLS_GAUGES = (
+    ("viewers", "viewers", "Connections that asked for an LL-HLS playlist lately"),
+    ("segments", "segments", "Complete segments in the LL-HLS playlist window"),
+    (
+        "cold_start_seconds",
+        "cold_start_seconds",
+        "Seconds from the LL-HLS session's start to its first playlist",
+    ),
+)
+
+
+class HlsCollector(Collector):
+    """Collect each camera's LL-HLS session (``/api`` ``outputs.hls``) at scrape time."""
+
+    def __init__(self, snapshots: Callable[[], Iterable[dict[str, Any]]]) -> None:
+        self._snapshots = snapshots
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield one family per figure, labelled by camera."""
+        labels = ["camera"]
+        running = GaugeMetricFamily(
+            "gateway_hls_running", "1 while the camera's LL-HLS session runs", labels=labels
+        )
+        starts = CounterMetricFamily(
+            "gateway_hls_starts", "LL-HLS sessions started on demand", labels=labels
+        )
+        gauges = {
+            key: GaugeMetricFamily(f"gateway_hls_{name}", text, labels=labels)
+            for name, key, text in _HLS_GAUGES
+        }
+        for camera in self._snapshots():
+            hls = camera.get("outputs", {}).get("hls")
+            if hls is None:
+                continue
+            ident = [camera["name"]]
+            running.add_metric(ident, float(hls["state"] == "running"))
+            starts.add_metric(ident, float(hls["starts"]))
+            for key, family in gauges.items():
+                value = hls.get(key)
+                if isinstance(value, int | float):
+                    family.add_metric(ident, float(value))
+        yield running
+        yield starts
+        yield from gauges.values()
+
+
 def make_registry(snapshots: Callable[[], Iterable[dict[str, Any]]]) -> CollectorRegistry:
     """Return a registry (not the process-global one) exposing ingest state."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(snapshots))
     registry.register(RenditionCollector(snapshots))
+    registry.register(HlsCollector(snapshots))
     return registry
 
 

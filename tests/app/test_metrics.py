@@ -26,6 +26,33 @@ CAMERA: dict[str, Any] = {
         },
         {"kind": "jpeg", "params": "320x240", "state": "lingering", "consumers": 0},
     ],
+    "outputs": {
+        "hls": {
+            "state": "running",
+            "session": "0a1b2c3d",
+            "viewers": 20,
+            "starts": 2,
+            "cold_start_seconds": 1.25,
+            "segments": 12,
+            "target_duration": 1,
+        }
+    },
+}
+#: A camera whose LL-HLS session never ran.
+IDLE: dict[str, Any] = {
+    "name": "idle",
+    "streams": {},
+    "outputs": {
+        "hls": {
+            "state": "idle",
+            "session": None,
+            "viewers": 0,
+            "starts": 0,
+            "cold_start_seconds": None,
+            "segments": 0,
+            "target_duration": None,
+        }
+    },
 }
 
 
@@ -51,3 +78,23 @@ def test_renditions_are_exposed_with_their_labels() -> None:
     assert not any(line.startswith(f"gateway_rendition_fps_in{{{jpeg}") for line in lines)
     # Strings (the codec) are not metrics.
     assert "avc1" not in text
+
+
+def test_hls_sessions_are_exposed_per_camera() -> None:
+    text = render(make_registry(lambda: [CAMERA, IDLE])).decode()
+    lines = set(text.splitlines())
+    expected = {
+        'gateway_hls_running{camera="cam"} 1.0',
+        'gateway_hls_running{camera="idle"} 0.0',
+        'gateway_hls_starts_total{camera="cam"} 2.0',
+        'gateway_hls_starts_total{camera="idle"} 0.0',
+        'gateway_hls_viewers{camera="cam"} 20.0',
+        'gateway_hls_viewers{camera="idle"} 0.0',
+        'gateway_hls_segments{camera="cam"} 12.0',
+        'gateway_hls_cold_start_seconds{camera="cam"} 1.25',
+    }
+    assert expected <= lines, expected - lines
+    # No cold start measured yet: left out, not 0.
+    assert not any(
+        line.startswith('gateway_hls_cold_start_seconds{camera="idle"}') for line in lines
+    )

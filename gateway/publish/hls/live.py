@@ -134,7 +134,7 @@ def _parts_ahead(segmenter: Segmenter, msn: int, part: int) -> int:
     target = segmenter.part_target or segmenter.cutter.part_aim
     per_segment = max(1, round(segmenter.cutter.segment_target / target))
     if last is None:
-        return msn * per_segment + part + 1
+        return max(0, msn - segmenter.building_msn) * per_segment + part + 1
     if msn <= last.msn:
         return part - last.index if msn == last.msn else 0
     rest = max(0, per_segment - 1 - last.index)

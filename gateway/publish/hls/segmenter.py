@@ -65,16 +65,19 @@ class Segmenter:
         window: float | None = None,
         max_segments: int = 256,
         max_pending_audio: int = 512,
+        first_msn: int = 0,
     ) -> None:
         """Segment video (and ``audio``) into parts near ``part_target`` seconds.
 
         ``wall_offset_ns`` maps the frames' monotonic ``received_ns`` to Unix time
         (``time.time_ns() - time.monotonic_ns()``). ``window`` is the playlist's length in
         seconds (default 12 target durations, at least 3); ``max_segments`` bounds what is
-        held in all.
+        held in all. ``first_msn`` numbers the first segment (EXT-X-MEDIA-SEQUENCE).
         """
         if not 0 < part_target <= segment_target <= 60:
             raise LocalProtocolError("need 0 < part_target <= segment_target <= 60 seconds")
+        if not 0 <= first_msn < 2**63:
+            raise LocalProtocolError("first_msn must be in [0, 2**63)")
         #: EXT-X-TARGETDURATION, whole seconds; it never changes (§6.2.1).
         self.target_duration = max(1, math.ceil(round(segment_target, 6)))
         td = self.target_duration * TICKS
@@ -104,7 +107,7 @@ class Segmenter:
         self._retired: deque[tuple[Segment, int]] = deque()
         self._held: dict[int, Segment] = {}
         self._building: list[Part] = []
-        self._msn = 0
+        self._msn = first_msn
         self._inits: dict[int, tuple[bytes, tuple[Track, ...]]] = {}
         self._init = -1
         self._sequence = 0

@@ -57,6 +57,11 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 IMMUTABLE = "public, max-age=31536000, immutable"
 #: Frames taken from a ring per round of the feed task.
 TAKE = 64
+#: The first segment's number. Not 0: hls.js (1.7) tracks an appended part by
+#: ``part.fragment.sn || -1`` and so takes a part of segment 0 for none; it drops the
+#: segment's parts as evicted after each append and loads them again, hundreds of
+#: times, until it stalls and plays a second further behind.
+FIRST_MSN = 1
 #: How long a viewer counts as watching after its last playlist request, in target
 #: durations (players reload at least once per target duration).
 VIEWER_TARGETS = 3
@@ -82,9 +87,12 @@ class HlsCamera:
         self._cursors: list[Cursor] = []
         self._idle: asyncio.TimerHandle | None = None
         self._last_request = 0.0
+        #: Requests waiting in ``changed`` (held: not idle, whatever their start).
+        self._waiting = 0
         self._renders: dict[tuple[int, bool], bytes] = {}
         self._viewers: dict[object, float] = {}
-        #: Starts, and the seconds from a start to its first part (None before one).
+        #: Starts, and the seconds from a start to its first complete segment, when the
+        #: first playlist goes out (None before one).
         self.starts = 0
         self.cold_start_seconds: float | None = None
         self._started_at = 0.0
@@ -104,10 +112,15 @@ class HlsCamera:
         self._idle = None
         loop = asyncio.get_running_loop()
         left = self._last_request + self.config.idle_seconds - loop.time()
+        if self._waiting:
+            # A held request counts from its answer: idle_seconds may be shorter than
+            # a cold start or a blocking reload's three target durations.
+            left = max(left, self.config.idle_seconds)
         if left > 0:
             self._idle = loop.call_later(left, self._check_idle)
             return
-        _log.info("camera %s: HLS idle for %gs, stopping", self.media.camera.name, left)
+        name, idle = self.media.camera.name, self.config.idle_seconds
+        _log.info("camera %s: HLS idle for %gs, stopping session %s", name, idle, self.session)
         self.stop()
 
     def ensure_started(self) -> Segmenter:
@@ -142,6 +155,7 @@ class HlsCamera:
             segment_target=self.config.segment_seconds,
             audio=audio_format,
             wall_offset_ns=time.time_ns() - time.monotonic_ns(),
+            first_msn=FIRST_MSN,
         )
         self.session = secrets.token_hex(4)
         self._renders.clear()
@@ -198,7 +212,7 @@ class HlsCamera:
             if any(isinstance(event, KeyframeWanted) for event in events):
                 video.request_keyframe()
             if events:
-                if self.cold_start_seconds is None and segmenter.last_part() is not None:
+                if self.cold_start_seconds is None and segmenter.segments:
                     self.cold_start_seconds = round(loop.time() - self._started_at, 3)
                 self._wake()
 
@@ -212,11 +226,15 @@ class HlsCamera:
         if self._changed is None:
             self._changed = asyncio.get_running_loop().create_future()
         fut = self._changed
+        self._waiting += 1
         try:
             async with asyncio.timeout(within):
                 await asyncio.shield(fut)
         except TimeoutError:
             return False
+        finally:
+            self._waiting -= 1
+            self._last_request = asyncio.get_running_loop().time()
         return self.segmenter is not None
 
     # -- answers -----------------------------------------------------------------------
@@ -284,10 +302,14 @@ def _start(camera: HlsCamera) -> Segmenter | web.Response:
 
 
 async def _until_started(camera: HlsCamera, segmenter: Segmenter) -> web.Response | None:
-    """Wait for the first part of a session (a cold start); a 503 when it does not come."""
+    """Wait for the first complete segment of a session (a cold start); 503 if it does not come.
+
+    A playlist of parts alone is valid LL-HLS, but a player that reads segments only
+    finds nothing to play in it (FFmpeg's HLS demuxer gives up: "Empty segment").
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + blocking_timeout(segmenter)
-    while segmenter.last_part() is None:
+    while not segmenter.segments:
         left = deadline - loop.time()
         if left <= 0 or not await camera.changed(left):
             return _error(503, f"camera {camera.media.camera.name} has no video yet")
@@ -340,10 +362,15 @@ async def session_file(request: web.Request) -> web.StreamResponse:
         return _error(404, f"no {name} in this session")
     response = web.StreamResponse(headers={"Content-Type": "video/mp4", "Cache-Control": IMMUTABLE})
     response.content_length = sum(len(chunk) for chunk in chunks)
-    await response.prepare(request)
-    for chunk in chunks:
-        await response.write(chunk)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        # The player gave up on a held part (hls.js aborts a hinted part's load when
+        # it moves on): nothing to tell anyone.
+        pass
     return response
 
 
@@ -403,11 +430,18 @@ def _playlist_headers(directives: PlaylistRequest | None) -> Mapping[str, str]:
     }
 
 
+async def unknown(request: web.Request) -> web.Response:
+    """Answer any other path under ``/hls/`` (a session name that is not one, ``..``)."""
+    return _error(404, "no such HLS resource")
+
+
 def add_routes(app: web.Application) -> None:
     """Add ``/hls/{camera}/index.m3u8`` and the session files."""
     app[HLS_CAMERAS] = {}
     app.router.add_get(r"/hls/{camera}/index.m3u8", multivariant)
     app.router.add_get(r"/hls/{camera}/{session:[0-9a-f]{1,16}}/{name}", session_file)
+    # Last: the same one-line 404 as a bad name, not aiohttp's own page.
+    app.router.add_get(r"/hls/{path:.*}", unknown)
 
 
 def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> HlsCamera:

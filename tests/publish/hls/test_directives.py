@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from gateway.errors import RemoteProtocolError
+from gateway.errors import LocalProtocolError, RemoteProtocolError
 from gateway.publish.hls.live import (
     PlaylistRequest,
     Readiness,
@@ -133,6 +133,29 @@ def test_a_blocked_request_is_answered_by_the_part_it_waits_for() -> None:
     # Answered as soon as the part exists: every five pictures at 25 fps, part = 0.2 s.
     gaps = {b - a for a, b in pairwise(answered[2:])}
     assert gaps == {5}
+
+
+def test_a_session_numbered_from_one_counts_its_parts_from_there() -> None:
+    """The HTTP layer numbers from 1 (hls.js 1.7 takes a part of segment 0 for none)."""
+    seg = Segmenter(first_msn=1)
+    # Before the first part: the Advance Part Limit counts from the first segment.
+    assert readiness(seg, R(1, 14)) is Readiness.WAIT  # 15 parts ahead
+    assert readiness(seg, R(1, 15)) is Readiness.TOO_FAR
+    assert readiness(seg, R(3)) is Readiness.TOO_FAR
+    feed(seg, synthetic(regular(25, 2.2)))  # segments 1 and 2 complete, part 3.0 out
+    last = seg.last_part()
+    assert last is not None
+    assert (last.msn, last.index) == (3, 0)
+    assert readiness(seg, R(3, 1)) is Readiness.WAIT
+    assert readiness(seg, R(5)) is Readiness.TOO_FAR
+    text = render(media_playlist(seg))
+    assert problems(text) == []
+    playlist = parse(text)
+    assert playlist.media_sequence == 1
+    assert [s.uri for s in playlist.complete] == ["seg1.m4s", "seg2.m4s"]
+    assert seg.segment(0) is None
+    with pytest.raises(LocalProtocolError, match="first_msn"):
+        Segmenter(first_msn=-1)
 
 
 def test_limits_and_timeout_follow_the_targets() -> None:
