@@ -3,8 +3,9 @@
 The I/O around the sans-IO core (docs/interfaces.md, "gateway.publish.hls"). The first
 request for a camera starts its ``HlsCamera``: it claims the camera's shared H.264 and
 AAC encodes, and one task feeds their frames to the ``Segmenter``; every event resolves
-one shared future ("the playlist changed"), so hundreds of blocked requests cost one
-future, not one task or timer each. ``idle_seconds`` after the last request the camera
+one shared future ("the playlist changed"), so hundreds of blocked requests wait on one
+future: no task of their own beyond aiohttp's request task, only their timeout's timer
+handle. ``idle_seconds`` after the last request the camera
 stops and releases the encodes.
 
 URLs: ``/hls/{camera}/index.m3u8`` is the multivariant playlist; it names the media
