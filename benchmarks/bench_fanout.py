@@ -119,11 +119,11 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
 
 
 class LoadGen:
-    """The load generator process, driven by JSON lines."""
+    """The load generator process (``script`` in this directory), driven by JSON lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str = "loadgen.py") -> None:
         self.proc = spawn(
-            [sys.executable, str(HERE / "loadgen.py")],
+            [sys.executable, str(HERE / script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )

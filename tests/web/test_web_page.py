@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 
 async def test_page_is_served_with_its_assets(gateway_url: str) -> None:
@@ -25,8 +26,10 @@ async def test_page_falls_back_to_moving_mjpeg_when_the_video_fails(
     gateway_url: str, browser_page: Any, tmp_path: Path
 ) -> None:
     page = browser_page
-    # The browser cannot fetch the fMP4: the card must show the MJPEG stream instead.
+    # The browser can fetch neither the fMP4 nor the HLS (where it would try that next):
+    # the card must show the MJPEG stream instead.
     await page.route("**/mp4/**", lambda route: route.abort())
+    await page.route("**/hls/**", lambda route: route.abort())
     await page.goto(gateway_url + "/")
     card = page.locator('article.camera[data-camera="demo"]')
     await card.locator(".state", has_text="live").wait_for(timeout=15_000)
@@ -54,7 +57,7 @@ async def test_page_falls_back_to_moving_mjpeg_when_the_video_fails(
     # The page's own <img> is the camera's only client (the video never reached the gateway).
     await card.locator(".clients", has_text="1 client (mjpeg)").wait_for(timeout=15_000)
     links = await card.locator(".links a").all_inner_texts()
-    assert links == ["MP4", "MJPEG", "snapshot", "MPEG-2", "audio", "state"]
+    assert links == ["MP4", "HLS", "MJPEG", "snapshot", "MPEG-2", "audio", "state"]
     # The picture moves: two canvas grabs of the <img> a moment apart differ.
     grab = (
         "() => { const i = document.querySelector('article.camera img');"
@@ -79,3 +82,90 @@ async def test_page_falls_back_to_moving_mjpeg_when_the_video_fails(
     assert await card.locator("img").is_hidden()
     assert await card.locator(".retry").is_hidden()
     await card.locator(".clients", has_text="1 client (mp4)").wait_for(timeout=15_000)
+
+
+#: The page's video of the demo camera, as a JavaScript expression.
+VIDEO = "document.querySelector('article.camera video')"
+#: What the page asks to know whether the browser's <video> plays HLS itself.
+NATIVE_HLS = "() => document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"
+
+
+async def _wait_playing(page: Any, source: str) -> None:
+    """Wait until the card's video plays from ``source`` (a URL path) and has advanced."""
+    await page.wait_for_function(
+        f"() => {VIDEO} && {VIDEO}.src.endsWith('{source}')"
+        f" && !{VIDEO}.paused && {VIDEO}.currentTime > 1",
+        timeout=30_000,
+    )
+
+
+async def _warm_hls(gateway_url: str, segments: int = 3) -> None:
+    """Start the demo camera's HLS session and wait (blocking reloads) for its segments.
+
+    Chromium's own HLS player plays whole segments only: a media playlist that lists
+    nothing but the first parts (a session just started) fails to parse there.
+    """
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{gateway_url}/hls/demo/index.m3u8") as response:
+            assert response.status == 200
+            media = (await response.text()).splitlines()[-1]
+        for msn in range(segments - 1):
+            # _HLS_msn=n returns once segment n is complete (RFC 8216bis §6.2.5.2).
+            url = f"{gateway_url}/hls/demo/{media}?_HLS_msn={msn}"
+            async with session.get(url) as response:
+                assert response.status == 200
+
+
+async def test_page_links_hls_and_offers_it_where_the_browser_plays_it(
+    gateway_url: str, browser_page: Any
+) -> None:
+    page = browser_page
+    await page.goto(gateway_url + "/")
+    card = page.locator('article.camera[data-camera="demo"]')
+    link = card.locator(".links a", has_text="HLS")
+    href = await link.get_attribute("href")
+    assert href == "/hls/demo/index.m3u8"
+    async with aiohttp.ClientSession() as session, session.get(gateway_url + href) as response:
+        assert response.status == 200
+        assert response.content_type == "application/vnd.apple.mpegurl"
+        playlist = await response.text()
+    assert playlist.startswith("#EXTM3U\n")
+    assert "#EXT-X-STREAM-INF:" in playlist
+    assert "/media.m3u8" in playlist
+    source = card.locator("select.source")
+    native = await page.evaluate(NATIVE_HLS)
+    if not native:  # older Chromium: no HLS without hls.js, which the page does not ship
+        assert await source.is_hidden()
+        await _wait_playing(page, "/mp4/demo")
+        return
+    # The fMP4 stream stays the default; HLS is the viewer's choice.
+    assert await source.is_visible()
+    assert await source.input_value() == "mp4"
+    await _wait_playing(page, "/mp4/demo")
+    await _warm_hls(gateway_url)
+    await source.select_option("hls")
+    await _wait_playing(page, href)
+    await card.locator(".mode", has_text="LL-HLS video").wait_for(timeout=15_000)
+    # The choice is remembered: a reload starts with HLS.
+    await page.reload()
+    await _wait_playing(page, href)
+    assert await card.locator("select.source").input_value() == "hls"
+    await card.locator("select.source").select_option("mp4")
+    await _wait_playing(page, "/mp4/demo")
+
+
+async def test_page_falls_back_to_hls_when_the_fmp4_fails(
+    gateway_url: str, browser_page: Any
+) -> None:
+    page = browser_page
+    await page.route("**/mp4/**", lambda route: route.abort())
+    await page.goto("about:blank")
+    if not await page.evaluate(NATIVE_HLS):
+        pytest.skip("this Chromium plays no HLS itself (the fallback is MJPEG, tested above)")
+    await _warm_hls(gateway_url)
+    await page.goto(gateway_url + "/")
+    card = page.locator('article.camera[data-camera="demo"]')
+    await _wait_playing(page, "/hls/demo/index.m3u8")
+    assert await card.locator("select.source").input_value() == "hls"
+    assert await card.locator("img").is_hidden()
+    assert "fMP4 failed" in (await card.locator(".mode").get_attribute("title") or "")

@@ -1,6 +1,7 @@
 // The camera list: one card per camera playing its H.264 encode (progressive fMP4 from
-// /mp4/{camera}) in a <video>, falling back to the MJPEG stream in an <img>, with each
-// source's ingest state and each rendition's figures, refreshed from /api/cameras.
+// /mp4/{camera}, or LL-HLS from /hls/{camera}/index.m3u8 where the browser plays HLS
+// itself) in a <video>, falling back to the MJPEG stream in an <img>, with each source's
+// ingest state and each rendition's figures, refreshed from /api/cameras.
 // No framework, no vendored code.
 "use strict";
 
@@ -41,6 +42,12 @@ const RECONNECT_MIN_MS = 15000;
 // the camera is live, this long after the failure, doubling per failure up to the max.
 const RETRY_FIRST_MS = 5000;
 const RETRY_MAX_MS = 120000;
+// A <video> that plays HLS itself says "maybe" to this type: Safari's, and recent
+// Chromium's (156 does); older Chromium says "" and would need hls.js, which the page does
+// not ship. There the card offers HLS beside the fMP4 stream, which stays the default; the
+// viewer's choice is remembered per browser, and a failed fMP4 stream tries HLS.
+const HLS_TYPE = "application/vnd.apple.mpegurl";
+const SOURCE_KEY = "gateway.source";
 
 const cards = new Map();
 
@@ -52,6 +59,7 @@ class Player {
   constructor(card, camera) {
     const name = encodeURIComponent(camera.name);
     this.mp4 = `/mp4/${name}`;
+    this.hls = `/hls/${name}/index.m3u8`;
     this.mjpeg = camera.streams.mjpeg ? `/axis-cgi/mjpg/video.cgi?camera=${name}` : null;
     this.hasAudio = Boolean(camera.streams.audio);
     this.video = card.querySelector("video");
@@ -59,6 +67,8 @@ class Player {
     this.muteButton = card.querySelector(".mute");
     this.retryButton = card.querySelector(".retry");
     this.mode = card.querySelector(".mode");
+    this.source = card.querySelector(".source");
+    this.source.hidden = this.video.canPlayType(HLS_TYPE) === "";
     this.state = "idle";
     this.startTimer = null;
     this.reconnectedAt = -Infinity;
@@ -75,13 +85,23 @@ class Player {
     video.addEventListener("ended", () => this.onEnded());
     video.addEventListener("volumechange", () => this.showMuted());
     this.muteButton.addEventListener("click", () => { video.muted = !video.muted; });
-    this.retryButton.addEventListener("click", () => this.start());
+    this.retryButton.addEventListener("click", () => this.start(this.preferred()));
+    this.source.addEventListener("change", () => {
+      remember(this.source.value);
+      this.start();
+    });
     this.showMuted();
-    this.start();
+    this.start(this.preferred());
   }
 
-  start() {
+  // The source a (re)start begins with: the viewer's choice, else the fMP4 stream.
+  preferred() {
+    return !this.source.hidden && remembered() === "hls" ? "hls" : "mp4";
+  }
+
+  start(source = this.source.value) {
     clearTimeout(this.startTimer);
+    this.source.value = source;
     this.state = "starting";
     this.img.removeAttribute("src");
     this.img.hidden = true;
@@ -92,9 +112,13 @@ class Player {
     this.mode.title = "";
     this.leads = [];
     this.video.playbackRate = 1;
-    this.video.src = this.mp4;
+    this.video.src = this.usesHls() ? this.hls : this.mp4;
     this.startTimer = setTimeout(
       () => this.fallBack(`no picture within ${VIDEO_START_MS / 1000} s`), VIDEO_START_MS);
+  }
+
+  usesHls() {
+    return this.source.value === "hls";
   }
 
   onCanPlay() {
@@ -123,7 +147,7 @@ class Player {
     if (this.state !== "mjpeg" || !this.played || !live) return;
     if (performance.now() - this.failedAt < this.retryDelay) return;
     this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
-    this.start();
+    this.start(this.preferred());
   }
 
   // Reconnects unless it did so lately; returns whether it did.
@@ -147,6 +171,13 @@ class Player {
 
   fallBack(reason) {
     if (this.state === "mjpeg") return;
+    if (!this.usesHls() && !this.source.hidden) {
+      // The browser plays HLS itself: try that before MJPEG (Safari asks a <video src> for
+      // byte ranges, which a live progressive stream cannot serve).
+      this.start("hls");
+      this.mode.title = `fMP4 failed: ${reason}`;
+      return;
+    }
     clearTimeout(this.startTimer);
     this.state = "mjpeg";
     this.failedAt = performance.now();
@@ -174,6 +205,12 @@ class Player {
     const buffered = video.buffered;
     if (!buffered.length) return;
     const lead = buffered.end(buffered.length - 1) - video.currentTime;
+    if (this.usesHls()) {
+      // The browser's HLS player holds its own distance to the live edge (the playlist's
+      // PART-HOLD-BACK): nothing to chase.
+      this.mode.textContent = `LL-HLS video · ${lead.toFixed(1)} s buffered`;
+      return;
+    }
     this.leads.push([now, lead]);
     while (now - this.leads[0][0] > LEAD_WINDOW_MS) this.leads.shift();
     // Judge only a full window: right after a (re)start there is no history yet.
@@ -185,6 +222,23 @@ class Player {
     }
     const pace = video.playbackRate > 1 ? " · catching up" : "";
     this.mode.textContent = `H.264 video · ${lead.toFixed(1)} s buffered${pace}`;
+  }
+}
+
+// The viewer's source choice ("mp4" or "hls"), kept where the browser allows storage.
+function remembered() {
+  try {
+    return localStorage.getItem(SOURCE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function remember(source) {
+  try {
+    localStorage.setItem(SOURCE_KEY, source);
+  } catch {
+    // Storage refused (a private window): the choice lasts as long as the page.
   }
 }
 
@@ -284,7 +338,7 @@ function cardFor(camera) {
   card.dataset.camera = camera.name;
   card.querySelector(".name").textContent = camera.name;
   const links = card.querySelector(".links");
-  const endpoints = [["MP4", `/mp4/${name}`]];
+  const endpoints = [["MP4", `/mp4/${name}`], ["HLS", `/hls/${name}/index.m3u8`]];
   if (camera.streams.mjpeg) endpoints.push(["MJPEG", `/axis-cgi/mjpg/video.cgi?camera=${name}`]);
   endpoints.push(["snapshot", `/axis-cgi/jpg/image.cgi?camera=${name}`]);
   if (camera.streams.mpeg2) endpoints.push(["MPEG-2", `/axis-cgi/mpeg2/video.cgi?camera=${name}`]);
