@@ -68,8 +68,15 @@ FIRST_MSN = 1
 VIEWER_TARGETS = 3
 
 
+#: Errors and redirects change from one moment to the next: a CDN must not keep them
+#: (some cache errors for seconds by default, answering every viewer with the error).
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _error(status: int, reason: str) -> web.Response:
-    return web.Response(status=status, text=f"Error: {reason}\n", content_type="text/plain")
+    return web.Response(
+        status=status, text=f"Error: {reason}\n", content_type="text/plain", headers=NO_STORE
+    )
 
 
 class HlsCamera:
@@ -386,7 +393,7 @@ async def _media(request: web.Request, camera: HlsCamera, session: str) -> web.S
     if session != camera.session:
         # The session restarted: its numbers mean nothing to the new one, so the player
         # gets the current playlist (without the old directives).
-        raise web.HTTPFound(f"../{camera.session}/{MEDIA_NAME}")
+        raise web.HTTPFound(f"../{camera.session}/{MEDIA_NAME}", headers=NO_STORE)
     camera.touch(_viewer(request))
     failed = await _until_started(camera, segmenter)
     if failed is not None:

@@ -238,8 +238,10 @@ async def test_names_outside_the_session_are_404_without_a_traceback(
         ("/hls/%2e%2e/index.m3u8", "no camera '..'"),
         ("/hls/nothere/index.m3u8", "no camera 'nothere'"),
     ]:
-        status, _, body = await get_raw(gw.port, target)
+        status, head, body = await get_raw(gw.port, target)
         assert_error(status, body, 404, message)
+        # An error must not be kept by a CDN in front (it would answer every viewer).
+        assert head.get("cache-control") == "no-store", target
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
@@ -329,6 +331,7 @@ async def test_idle_stop_releases_the_encodes_and_an_old_playlist_redirects() ->
         async with aiohttp.ClientSession() as session:
             answer = await get(session, blocking(old, 5, 0))
             assert answer.status == 302
+            assert answer.headers["Cache-Control"] == "no-store"
             location = URL(old).join(URL(answer.headers["Location"]))
             again = await get(session, str(location))
         hls = (await api_camera(gw))["outputs"]["hls"]
