@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -245,6 +245,17 @@ class HlsCamera:
             self._last_request = asyncio.get_running_loop().time()
         return self.segmenter is not None
 
+    async def until(self, segmenter: Segmenter, done: Callable[[], bool]) -> bool:
+        """Wait until ``done()`` holds, within the blocking timeout; False when it does not
+        (timeout, or the session ``segmenter`` belongs to stopped)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + blocking_timeout(segmenter)
+        while not done():
+            left = deadline - loop.time()
+            if left <= 0 or not await self.changed(left) or self.segmenter is not segmenter:
+                return False
+        return True
+
     # -- answers -----------------------------------------------------------------------
 
     def rendered(self, segmenter: Segmenter, skip: bool) -> bytes:
@@ -315,12 +326,8 @@ async def _until_started(camera: HlsCamera, segmenter: Segmenter) -> web.Respons
     A playlist of parts alone is valid LL-HLS, but a player that reads segments only
     finds nothing to play in it (FFmpeg's HLS demuxer gives up: "Empty segment").
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + blocking_timeout(segmenter)
-    while not segmenter.segments:
-        left = deadline - loop.time()
-        if left <= 0 or not await camera.changed(left):
-            return _error(503, f"camera {camera.media.camera.name} has no video yet")
+    if not await camera.until(segmenter, lambda: bool(segmenter.segments)):
+        return _error(503, f"camera {camera.media.camera.name} has no video yet")
     return None
 
 
@@ -358,13 +365,14 @@ async def session_file(request: web.Request) -> web.StreamResponse:
         return _error(404, "no such HLS session (it ended): reload the playlist")
     camera.touch()
     if resource.kind is Kind.PART:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + blocking_timeout(segmenter)
         # A preload hint's part: answered the moment its last frame arrives.
-        while segmenter.part_status(resource.number, resource.index) is PartStatus.PENDING:
-            left = deadline - loop.time()
-            if left <= 0 or not await camera.changed(left) or camera.segmenter is not segmenter:
-                return _error(503, "the part did not come in time")
+        number, index = resource.number, resource.index
+
+        def arrived() -> bool:
+            return segmenter.part_status(number, index) is not PartStatus.PENDING
+
+        if not await camera.until(segmenter, arrived):
+            return _error(503, "the part did not come in time")
     chunks = segmenter.lookup(resource)
     if chunks is None:
         return _error(404, f"no {name} in this session")
@@ -409,17 +417,15 @@ async def _blocked(
     camera: HlsCamera, segmenter: Segmenter, directives: PlaylistRequest
 ) -> web.Response | None:
     """Hold a blocking playlist request until its part exists (RFC 8216bis §6.2.5.2)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + blocking_timeout(segmenter)
-    while True:
-        state = readiness(segmenter, directives)
-        if state is Readiness.READY:
-            return None
-        if state is Readiness.TOO_FAR:
-            return _error(400, "_HLS_msn/_HLS_part is beyond what the server will wait for")
-        left = deadline - loop.time()
-        if left <= 0 or not await camera.changed(left) or camera.segmenter is not segmenter:
-            return _error(503, "the playlist did not reach the requested part in time")
+
+    def decided() -> bool:
+        return readiness(segmenter, directives) is not Readiness.WAIT
+
+    if not await camera.until(segmenter, decided):
+        return _error(503, "the playlist did not reach the requested part in time")
+    if readiness(segmenter, directives) is Readiness.TOO_FAR:
+        return _error(400, "_HLS_msn/_HLS_part is beyond what the server will wait for")
+    return None
 
 
 def _viewer(request: web.Request) -> object:
