@@ -11,7 +11,7 @@ endpoints (the same ``CursorPump``); the muxer keeps its timeline continuous acr
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -33,7 +33,7 @@ from .axis import SETTINGS, AxisSettings
 from .axis.streaming import DURATION, MAXLAG, Parser, StreamOptions, error, parse_stream_options
 from .egress import ClientEgress
 from .keys import find_media
-from .streaming import cursor_clients, serve_cursor
+from .streaming import cursor_clients, ready_within, serve_cursor
 
 MP4_PATH = "/mp4/{camera}"
 #: What a viewer may ask: ``maxlag`` (ms, below 500 means 500) and ``duration`` (s).
@@ -208,42 +208,35 @@ async def _serve(
     settings: AxisSettings = request.app[SETTINGS]
     limits = request.app[LIMITS]
     remote = request.remote or ""
-    try:
-        cursor = ring.subscribe(
-            _start(ring, time.monotonic_ns()),
-            maxlag_ns=options.maxlag_ns,
-            max_buffer_bytes=limits.client_buffer_bytes,
-            kind="mp4",
-            remote=remote,
-        )
-        sound = None if audio is None else audio.ring.subscribe(kind="mp4 audio", remote=remote)
-    except CapacityError as exc:
-        return error(503, exc)
-    with cursor:
+    with contextlib.ExitStack() as leave:
         try:
-            async with asyncio.timeout(settings.keyframe_wait):
-                ready = await cursor.wait()
-        except TimeoutError:
-            ready = False
-        if not ready:
-            if sound is not None:
-                sound.close()
+            cursor = leave.enter_context(
+                ring.subscribe(
+                    _start(ring, time.monotonic_ns()),
+                    maxlag_ns=options.maxlag_ns,
+                    max_buffer_bytes=limits.client_buffer_bytes,
+                    kind="mp4",
+                    remote=remote,
+                )
+            )
+            sound = None
+            if audio is not None:
+                sound = leave.enter_context(audio.ring.subscribe(kind="mp4 audio", remote=remote))
+        except CapacityError as exc:
+            return error(503, exc)
+        if not await ready_within(cursor, settings.keyframe_wait):
             name = camera.media.camera.name
             return error(503, f"camera {name} has produced no picture to encode yet")
         muxer = ProgressiveMuxer(None if audio is None else _audio_format(audio))
-        try:
-            return await serve_cursor(
-                request,
-                cursor,
-                MP4_HEADERS,
-                clients=camera.egress,
-                deadline=settings.write_deadline,
-                duration=options.duration,
-                wrap=_Wrap(muxer, cursor, sound),
-            )
-        finally:
-            if sound is not None:
-                sound.close()
+        return await serve_cursor(
+            request,
+            cursor,
+            MP4_HEADERS,
+            clients=camera.egress,
+            deadline=settings.write_deadline,
+            duration=options.duration,
+            wrap=_Wrap(muxer, cursor, sound),
+        )
 
 
 def add_routes(app: web.Application) -> None:

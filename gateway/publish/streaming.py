@@ -248,6 +248,15 @@ class CursorPump:
         return self._queued > cursor.max_buffer_bytes
 
 
+async def ready_within(cursor: Cursor, seconds: float) -> bool:
+    """Return True once ``cursor`` has a frame to hand out, False after ``seconds`` or close."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await cursor.wait()
+    except TimeoutError:
+        return False
+
+
 async def serve_cursor(
     request: web.Request,
     cursor: Cursor,

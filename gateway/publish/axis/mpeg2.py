@@ -8,7 +8,6 @@ receives always decodes; when it falls behind it is cut forward to the newest cu
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Literal
 
@@ -17,7 +16,7 @@ from aiohttp import web
 from gateway.errors import CapacityError
 from gateway.hub import CameraMedia
 from gateway.media import NS_PER_SECOND
-from gateway.publish.streaming import serve_cursor
+from gateway.publish.streaming import ready_within, serve_cursor
 from gateway.transcode import ParamError
 
 from .fanout import AxisSettings
@@ -106,12 +105,7 @@ async def _stream(
         return error(503, f"camera {camera.name} has {source.max_clients} MPEG-2 clients already")
     settings = request.app[SETTINGS]
     with cursor:
-        try:
-            async with asyncio.timeout(settings.snapshot_wait):
-                ready = await cursor.wait()
-        except TimeoutError:
-            ready = False
-        if not ready:
+        if not await ready_within(cursor, settings.snapshot_wait):
             return error(503, f"camera {camera.name} has sent no MPEG-2 picture to start at yet")
         headers = dict(MPEG2_HEADERS)
         if buffered:
