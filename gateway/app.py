@@ -288,7 +288,6 @@ def create_app(
     app[BUDGET] = EgressBudget.from_mbps(config.limits.max_egress_mbps)
     app[axis.SETTINGS] = axis_settings or axis.AxisSettings()
     app[axis.CAMERA_CONFIGS] = config.cameras
-    app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)
     app.on_shutdown.append(_end_clients)
     app.router.add_get("/healthz", healthz)
@@ -298,5 +297,8 @@ def create_app(
     app[MEDIA] = {}
     for publisher in PUBLISHERS:
         publisher.add_routes(app)
+    app[REGISTRY] = make_registry(
+        lambda: [r.snapshot() for r in app[CAMERAS].values()], app[webrtc.SESSIONS].stats
+    )
     web_page.add_routes(app)
     return app

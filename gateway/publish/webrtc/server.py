@@ -72,6 +72,9 @@ class Sessions:
         self.ended: dict[str, int] = {}
         #: Requests turned away, by HTTP status.
         self.refused: dict[int, int] = {}
+        #: Per camera: sessions started, and what ended sessions sent (by figure).
+        self.started: dict[str, int] = {}
+        self.sent: dict[str, dict[str, int]] = {}
 
     def count(self, camera: str) -> int:
         """Return the live sessions of ``camera``."""
@@ -91,11 +94,37 @@ class Sessions:
         self.refused[status] = self.refused.get(status, 0) + 1
         return error(status, reason)
 
+    def opened(self, session: WhepSession) -> None:
+        """Count ``session`` in (its peer connection exists)."""
+        self.peer_connections += 1
+        self.live[session.id] = session
+        self.started[session.camera] = self.started.get(session.camera, 0) + 1
+
     def closed(self, session: WhepSession) -> None:
-        """Forget ``session`` (its ``close`` calls this once)."""
+        """Forget ``session`` (its ``close`` calls this once), keeping what it sent."""
         self.live.pop(session.id, None)
-        kind = (session.close_reason or "").split(" ", 1)[0] or "unknown"
-        self.ended[kind] = self.ended.get(kind, 0) + 1
+        reason = session.close_reason or "unknown"
+        self.ended[reason] = self.ended.get(reason, 0) + 1
+        totals = self.sent.setdefault(session.camera, {})
+        for figure, value in session.sent().items():
+            totals[figure] = totals.get(figure, 0) + value
+
+    def sent_by(self, camera: str) -> dict[str, int]:
+        """Return what ``camera``'s sessions have sent, ended and live ones."""
+        totals = dict(self.sent.get(camera, {}))
+        for session in self.live.values():
+            if session.camera == camera:
+                for figure, value in session.sent().items():
+                    totals[figure] = totals.get(figure, 0) + value
+        return totals
+
+    def stats(self) -> dict[str, object]:
+        """Return the app-wide figures for ``/metrics``."""
+        return {
+            "peer_connections": self.peer_connections,
+            "refused": dict(self.refused),
+            "ended": dict(self.ended),
+        }
 
     def sweep(self, now_ns: int) -> None:
         """End the sessions whose peers never connected or went silent."""
@@ -148,10 +177,14 @@ class WebRtcCamera:
     def summary(self) -> dict[str, object]:
         """Return the WebRTC output's figures for ``/api`` ``outputs.webrtc``."""
         own = self.own()
+        name = self.media.camera.name
         return {
             "sessions": len(own),
             "connected": sum(1 for s in own if s.state == "connected"),
+            "sessions_started": self.sessions.started.get(name, 0),
             "payloads_prepared": sum(c.made for _, c in self._prepared.values()),
+            **self.sessions.sent_by(name),
+            "rtt_ms": {s.id[:8]: round(s.rtt * 1000, 1) for s in own if s.rtt is not None},
         }
 
     async def aclose(self) -> None:
@@ -236,8 +269,7 @@ async def post(request: web.Request) -> web.StreamResponse:
         handles=handles,
         on_closed=sessions.closed,
     )
-    sessions.peer_connections += 1
-    sessions.live[session.id] = session
+    sessions.opened(session)
     remote = request.remote or ""
     for handle in handles:
         ring = handle.rendition.ring

@@ -160,6 +160,17 @@ class WhepSession:
                 handle.release()
             self._handles = []
 
+    def sent(self) -> dict[str, int]:
+        """Return what the session has sent: ``{video,audio}_{bytes,packets}``, requests."""
+        out = {"keyframe_requests": 0}
+        for track in self.tracks:
+            c = track.counters
+            out[f"{track.kind}_bytes"] = c.bytes
+            out[f"{track.kind}_packets"] = c.packets
+            out[f"{track.kind}_frames"] = c.frames
+            out["keyframe_requests"] += c.keyframe_requests
+        return out
+
     def snapshot(self) -> dict[str, object]:
         """Return the session as an ``/api`` client entry (kind ``webrtc``)."""
         now = time.monotonic_ns()
