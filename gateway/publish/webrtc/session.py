@@ -32,6 +32,7 @@ from gateway.hub import RenditionHandle
 
 from .net import gather_on
 from .offer import announce
+from .sender import FastRtp, available
 from .tracks import SharedTrack, bind_sender
 
 log = logging.getLogger("gateway.webrtc")
@@ -98,6 +99,8 @@ class WhepSession:
         mime = "video/h264" if track.kind == "video" else "audio/opus"
         transceiver.setCodecPreferences(_codecs(track.kind, mime))
         bind_sender(transceiver.sender, track, self._rtcp)
+        if available(transceiver.sender):
+            FastRtp(transceiver.sender, track)
         self.tracks.append(track)
 
     async def answer(self, offer: str) -> str:
