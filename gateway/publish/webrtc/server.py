@@ -14,11 +14,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway.config import GatewayConfig, WebRTCConfig
+from gateway.config import GatewayConfig, WebRTCConfig, is_loopback
 from gateway.errors import CapacityError, RemoteProtocolError
 from gateway.hub import CameraMedia, Ring
 from gateway.media import StreamKind
@@ -371,8 +372,21 @@ def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(_sessions_ctx)
 
 
+def webrtc_settings(config: GatewayConfig) -> WebRTCConfig:
+    """Return ``[webrtc]``, gathering on the listen address when that is loopback.
+
+    A gateway listening on loopback serves this host only; aioice's default (every
+    interface but loopback) would hand the local player addresses it need not use.
+    """
+    webrtc = config.webrtc
+    host = config.server.host
+    if not webrtc.addresses and is_loopback(host):
+        return replace(webrtc, addresses=("127.0.0.1" if host == "localhost" else host,))
+    return webrtc
+
+
 def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> WebRtcCamera:
     """Make the WHEP side of one camera."""
-    app[SESSIONS].config = config.webrtc
+    app[SESSIONS].config = webrtc_settings(config)
     camera = app[WEBRTC_CAMERAS][media.camera.name] = WebRtcCamera(media, app[SESSIONS])
     return camera
