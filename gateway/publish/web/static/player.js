@@ -121,7 +121,8 @@ class Player {
     this.rtcPlayed = false;  // a WebRTC session showed a picture since the last start()
     this.rtcFailures = 0;  // sessions that failed in a row since the last picture
     this.answeredAt = 0;
-    this.firstPictureMs = null;  // from the last answer to its first picture
+    this.firstPictureAt = null;  // when the last session showed its first picture
+    this.firstPictureMs = null;  // how long after its answer
     this.statsAt = -Infinity;
     this.statsBusy = false;
     this.framesDecoded = -1;  // the session's count at the last stats read
@@ -226,13 +227,19 @@ class Player {
     this.video.srcObject = stream;
     this.startTimer = setTimeout(() => this.rtcFailed(
       session, `no picture within ${WEBRTC_PICTURE_MS / 1000} s`), WEBRTC_PICTURE_MS);
-    this.video.requestVideoFrameCallback(() => this.onRtcPicture(session));
+    if ("requestVideoFrameCallback" in this.video) {
+      this.video.requestVideoFrameCallback(() => this.onRtcPicture(session));
+    } else {
+      // Without it, "resize" comes with the first picture's size.
+      this.video.addEventListener("resize", () => this.onRtcPicture(session), { once: true });
+    }
   }
 
   onRtcPicture(session) {
     if (session !== this.session) return;
     clearTimeout(this.startTimer);
-    this.firstPictureMs = performance.now() - this.answeredAt;
+    this.firstPictureAt = performance.now();
+    this.firstPictureMs = this.firstPictureAt - this.answeredAt;
     this.state = "playing";
     this.played = true;
     this.rtcPlayed = true;
@@ -276,8 +283,8 @@ class Player {
   }
 
   onCanPlay() {
-    if (this.transport === "webrtc") return;  // its first picture ends the wait
-    clearTimeout(this.startTimer);
+    // A WebRTC session's wait ends with its first picture, not with the first audio.
+    if (this.transport !== "webrtc") clearTimeout(this.startTimer);
     // `autoplay` waits for HAVE_ENOUGH_DATA, which a live stream may never report.
     if (!this.video.paused || this.state === "mjpeg") return;
     this.video.play().catch((err) => {
@@ -317,7 +324,7 @@ class Player {
   onError() {
     if (!this.video.error) return;  // a source we dropped
     if (this.transport === "webrtc") {
-      this.rtcFailed(this.session, mediaError(this.video.error));
+      if (this.session) this.rtcFailed(this.session, mediaError(this.video.error));
       return;
     }
     // A video that played once gets one more go (the gateway may have restarted).

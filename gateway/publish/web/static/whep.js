@@ -118,14 +118,19 @@ class WhepSession {
     return this.stream;
   }
 
-  // Ends the session here and at the gateway (the request outlives a closing page).
+  // Ends the session at the gateway and here. The DELETE goes first, so that the gateway
+  // hears why (a closed connection alone looks like a lost one), and outlives a closing
+  // page (keepalive).
   close() {
     this.closed = true;
-    this.pc.close();
-    if (this.location) {
-      fetch(this.location, { method: "DELETE", keepalive: true }).catch(() => {});
-      this.location = null;
+    const pc = this.pc;
+    if (!this.location) {
+      pc.close();
+      return;
     }
+    fetch(this.location, { method: "DELETE", keepalive: true })
+      .catch(() => {}).finally(() => pc.close());
+    this.location = null;
   }
 
   // Returns an estimate of the delay this end adds, from getStats(): the video jitter
