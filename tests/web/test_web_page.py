@@ -16,7 +16,12 @@ async def test_page_is_served_with_its_assets(gateway_url: str) -> None:
             assert response.status == 200
             assert response.content_type == "text/html"
             html = await response.text()
-        for asset in ("/static/app.js", "/static/style.css"):
+        for asset in (
+            "/static/whep.js",
+            "/static/player.js",
+            "/static/app.js",
+            "/static/style.css",
+        ):
             assert asset in html
             async with session.get(gateway_url + asset) as response:
                 assert response.status == 200
