@@ -1,0 +1,1 @@
+"""WebRTC egress: WHEP signaling and tracks fed from the shared encode."""
