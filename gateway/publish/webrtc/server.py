@@ -20,7 +20,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from gateway.config import GatewayConfig, WebRTCConfig, is_loopback
-from gateway.errors import CapacityError, RemoteProtocolError
+from gateway.errors import CapacityError, LocalProtocolError, RemoteProtocolError
 from gateway.hub import CameraMedia, Ring
 from gateway.media import StreamKind
 from gateway.publish.keys import find_media
@@ -29,9 +29,11 @@ from gateway.transcode.audio_codecs import AudioEncoding
 from gateway.transcode.audio_rendition import audio_key
 from gateway.transcode.encode import H264_KIND, h264_key
 
-from .offer import MAX_OFFER_BYTES, check_offer, ice_server_links
+from .ice import IceRestartUnsupported, add_remote_candidates, remote_ufrag, restart_ice
+from .offer import MAX_OFFER_BYTES, announce, check_offer, ice_server_links
 from .rtp import PreparedFrames
-from .session import WhepSession
+from .sdpfrag import is_ice_restart, parse_sdpfrag
+from .session import WhepSession, new_tag
 from .tracks import SharedTrack
 
 log = logging.getLogger("gateway.webrtc")
@@ -49,6 +51,8 @@ CORS = {
 }
 #: Seconds between sweeps for sessions that never connected or whose peer went silent.
 SWEEP_SECONDS = 0.5
+#: A trickle or restart fragment at most (a browser's has a handful of candidates).
+MAX_FRAG_BYTES = 16 * 1024
 
 
 def error(status: int, reason: object) -> web.Response:
@@ -325,9 +329,57 @@ async def delete(request: web.Request) -> web.StreamResponse:
     return web.Response(status=200, headers=CORS)
 
 
+def _matches(if_match: str, etag: str) -> bool:
+    """Return True if an ``If-Match`` value names ``etag`` or is ``*`` (RFC 9110 §13.1.1)."""
+    tags = [t.strip() for t in if_match.split(",")]
+    return "*" in tags or etag in tags or etag.strip('"') in tags
+
+
 async def patch(request: web.Request) -> web.StreamResponse:
-    """Trickle candidates or restart ICE (RFC 8840 fragment)."""
-    return error(501, "not yet")
+    """Trickle the player's candidates (``204``) or restart ICE (``200`` + our fragment)."""
+    sessions = request.app[SESSIONS]
+    session = _session(request)
+    if session is None:
+        return sessions.refuse(404, "no such WHEP session")
+    if request.content_type != SDPFRAG:
+        return sessions.refuse(415, f"Content-Type must be {SDPFRAG}")
+    if_match = request.headers.get("If-Match")
+    if if_match is None:
+        return sessions.refuse(428, "If-Match with the session's ETag is required")
+    if not _matches(if_match, session.etag):
+        return sessions.refuse(412, "If-Match does not name the session's current ETag")
+    body = await request.content.read(MAX_FRAG_BYTES + 1)
+    if len(body) > MAX_FRAG_BYTES:
+        return sessions.refuse(413, f"fragment is larger than {MAX_FRAG_BYTES} bytes")
+    try:
+        frag = parse_sdpfrag(body.decode("utf-8", errors="strict"), max_bytes=MAX_FRAG_BYTES)
+    except (RemoteProtocolError, UnicodeDecodeError) as exc:
+        reason = exc if isinstance(exc, RemoteProtocolError) else "fragment is not UTF-8"
+        return sessions.refuse(400, reason)
+    pc = session.pc
+    current = remote_ufrag(pc)
+    try:
+        if not is_ice_restart(frag, current, retired=session.retired_ufrags):
+            await add_remote_candidates(pc, frag, log=log)
+            return web.Response(status=204, headers=CORS)
+        answer = await restart_ice(pc, frag, log=log)
+    except RemoteProtocolError as exc:
+        return sessions.refuse(400, exc)
+    except IceRestartUnsupported as exc:
+        return sessions.refuse(501, exc)
+    except LocalProtocolError:
+        return sessions.refuse(409, "the session's ICE transport has ended")
+    if current is not None:
+        session.retired_ufrags.append(current)
+    session.etag = new_tag()
+    text = answer.to_text()
+    if sessions.config.announce is not None:
+        text = announce(text, sessions.config.announce)
+    headers = {**CORS, "ETag": session.etag, "Cache-Control": "no-store"}
+    response = web.Response(status=200, text=text, headers=headers)
+    response.content_type = SDPFRAG
+    log.info("webrtc %s: session %s restarted ICE", session.camera, session.id[:8])
+    return response
 
 
 async def options(request: web.Request) -> web.StreamResponse:

@@ -69,6 +69,9 @@ class WhepSession:
         self.camera = camera
         self.remote = remote
         self.etag = new_tag()
+        #: The peer's ICE ufrags from before its restarts: a late fragment naming one
+        #: is stale, not another restart.
+        self.retired_ufrags: list[str] = []
         self.config = config
         self.created_ns = time.monotonic_ns()
         self.connected_ns: int | None = None
