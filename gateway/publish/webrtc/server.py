@@ -171,7 +171,14 @@ async def _read_offer(request: web.Request) -> str:
     length = request.content_length
     if length is not None and length > MAX_OFFER_BYTES:
         raise _http(413, f"offer is larger than {MAX_OFFER_BYTES} bytes")
-    body = await request.content.read(MAX_OFFER_BYTES + 1)
+    # ``read(n)`` returns what has arrived so far, up to n bytes: an offer in several
+    # TCP segments or chunks is read until its end (or until it is too large).
+    body = bytearray()
+    while len(body) <= MAX_OFFER_BYTES:
+        part = await request.content.read(MAX_OFFER_BYTES + 1 - len(body))
+        if not part:
+            break
+        body += part
     if len(body) > MAX_OFFER_BYTES:
         raise _http(413, f"offer is larger than {MAX_OFFER_BYTES} bytes")
     try:
