@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from aiohttp import web
@@ -310,6 +310,22 @@ async def options(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204, headers=headers)
 
 
+#: The methods of each WHEP resource (RFC 9725 §4: anything else is 405).
+ENDPOINT_METHODS = ("OPTIONS", "POST")
+SESSION_METHODS = ("DELETE", "OPTIONS", "PATCH")
+
+
+def _not_allowed(methods: tuple[str, ...]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Return a handler answering 405 like every WHEP error (one line, CORS) with Allow."""
+
+    async def not_allowed(request: web.Request) -> web.Response:
+        response = error(405, f"{request.method} is not allowed here")
+        response.headers["Allow"] = ", ".join(methods)
+        return response
+
+    return not_allowed
+
+
 @contextlib.asynccontextmanager
 async def _sweeping(app: web.Application) -> AsyncIterator[None]:
     sessions = app[SESSIONS]
@@ -340,9 +356,12 @@ def add_routes(app: web.Application) -> None:
     app[WEBRTC_CAMERAS] = {}
     app.router.add_post(ENDPOINT, post)
     app.router.add_route("OPTIONS", ENDPOINT, options)
+    # Last on each resource: aiohttp's own 405 has neither CORS nor the error line.
+    app.router.add_route("*", ENDPOINT, _not_allowed(ENDPOINT_METHODS))
     app.router.add_delete(SESSION, delete)
     app.router.add_patch(SESSION, patch)
     app.router.add_route("OPTIONS", SESSION, options)
+    app.router.add_route("*", SESSION, _not_allowed(SESSION_METHODS))
     app.cleanup_ctx.append(_sessions_ctx)
 
 
