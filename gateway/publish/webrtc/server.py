@@ -272,8 +272,9 @@ async def post(request: web.Request) -> web.StreamResponse:
         "Accept-Patch": SDPFRAG,
         "Cache-Control": "no-store",
     }
-    response = web.Response(status=201, text=answer, headers=headers)
-    response.content_type = SDP
+    # Bytes, not text: aiohttp would add "; charset=utf-8", a parameter application/sdp
+    # does not have (RFC 8866 §8.1 registers none; SDP text is UTF-8, §6.10).
+    response = web.Response(status=201, body=answer.encode(), headers=headers)
     for link in ice_server_links(sessions.config.ice_servers):
         response.headers.add("Link", link)
     log.info("webrtc %s: session %s answered (%s)", name, session.id[:8], remote)
