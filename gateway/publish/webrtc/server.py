@@ -327,6 +327,15 @@ def _not_allowed(methods: tuple[str, ...]) -> Callable[[web.Request], Awaitable[
     return not_allowed
 
 
+async def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Give every ``/whep/`` response the CORS headers, the access check's 401/403 too."""
+    # A player on another origin reads nothing of a response without them: not even
+    # that it has to authenticate (the access middleware answers before any handler).
+    if request.path.startswith("/whep/"):
+        for name, value in CORS.items():
+            response.headers.setdefault(name, value)
+
+
 @contextlib.asynccontextmanager
 async def _sweeping(app: web.Application) -> AsyncIterator[None]:
     sessions = app[SESSIONS]
@@ -364,6 +373,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_route("OPTIONS", SESSION, options)
     app.router.add_route("*", SESSION, _not_allowed(SESSION_METHODS))
     app.cleanup_ctx.append(_sessions_ctx)
+    app.on_response_prepare.append(_cors)
 
 
 def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> WebRtcCamera:
