@@ -158,6 +158,12 @@ async def test_api_shows_the_session_and_its_round_trip_time(gw: Gateway) -> Non
         camera = await api_camera(gw)
         assert camera["outputs"]["webrtc"]["sessions"] == 1
         assert camera["outputs"]["webrtc"]["connected"] == 1
+        # What the offer admitted: a Constrained Baseline stream (profile_idc 66 with
+        # constraint_set1_flag, RFC 6184 §8.1), level 3.1 at 640x480 and 25 fps.
+        (h264,) = [e for e in camera["renditions"] if e["kind"] == H264_KIND]
+        assert h264["codec"].lower().startswith("avc1.42")
+        assert int(h264["codec"][7:9], 16) & 0x40
+        assert int(h264["codec"][9:11], 16) == 31
         (entry,) = webrtc_clients(camera)
         assert entry["state"] == "connected"
         assert entry["remote"] == "127.0.0.1"
