@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -209,7 +209,14 @@ async def _read_offer(request: web.Request) -> str:
     length = request.content_length
     if length is not None and length > MAX_OFFER_BYTES:
         raise _http(413, f"offer is larger than {MAX_OFFER_BYTES} bytes")
-    body = await request.content.read(MAX_OFFER_BYTES + 1)
+    # ``read(n)`` returns what has arrived so far, up to n bytes: an offer in several
+    # TCP segments or chunks is read until its end (or until it is too large).
+    body = bytearray()
+    while len(body) <= MAX_OFFER_BYTES:
+        part = await request.content.read(MAX_OFFER_BYTES + 1 - len(body))
+        if not part:
+            break
+        body += part
     if len(body) > MAX_OFFER_BYTES:
         raise _http(413, f"offer is larger than {MAX_OFFER_BYTES} bytes")
     try:
@@ -302,8 +309,9 @@ async def post(request: web.Request) -> web.StreamResponse:
         "Accept-Patch": SDPFRAG,
         "Cache-Control": "no-store",
     }
-    response = web.Response(status=201, text=answer, headers=headers)
-    response.content_type = SDP
+    # Bytes, not text: aiohttp would add "; charset=utf-8", a parameter application/sdp
+    # does not have (RFC 8866 §8.1 registers none; SDP text is UTF-8, §6.10).
+    response = web.Response(status=201, body=answer.encode(), headers=headers)
     for link in ice_server_links(sessions.config.ice_servers):
         response.headers.add("Link", link)
     log.info("webrtc %s: session %s answered (%s)", name, session.id[:8], remote)
@@ -388,6 +396,31 @@ async def options(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204, headers=headers)
 
 
+#: The methods of each WHEP resource (RFC 9725 §4: anything else is 405).
+ENDPOINT_METHODS = ("OPTIONS", "POST")
+SESSION_METHODS = ("DELETE", "OPTIONS", "PATCH")
+
+
+def _not_allowed(methods: tuple[str, ...]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Return a handler answering 405 like every WHEP error (one line, CORS) with Allow."""
+
+    async def not_allowed(request: web.Request) -> web.Response:
+        response = error(405, f"{request.method} is not allowed here")
+        response.headers["Allow"] = ", ".join(methods)
+        return response
+
+    return not_allowed
+
+
+async def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Give every ``/whep/`` response the CORS headers, the access check's 401/403 too."""
+    # A player on another origin reads nothing of a response without them: not even
+    # that it has to authenticate (the access middleware answers before any handler).
+    if request.path.startswith("/whep/"):
+        for name, value in CORS.items():
+            response.headers.setdefault(name, value)
+
+
 @contextlib.asynccontextmanager
 async def _sweeping(app: web.Application) -> AsyncIterator[None]:
     sessions = app[SESSIONS]
@@ -418,10 +451,14 @@ def add_routes(app: web.Application) -> None:
     app[WEBRTC_CAMERAS] = {}
     app.router.add_post(ENDPOINT, post)
     app.router.add_route("OPTIONS", ENDPOINT, options)
+    # Last on each resource: aiohttp's own 405 has neither CORS nor the error line.
+    app.router.add_route("*", ENDPOINT, _not_allowed(ENDPOINT_METHODS))
     app.router.add_delete(SESSION, delete)
     app.router.add_patch(SESSION, patch)
     app.router.add_route("OPTIONS", SESSION, options)
+    app.router.add_route("*", SESSION, _not_allowed(SESSION_METHODS))
     app.cleanup_ctx.append(_sessions_ctx)
+    app.on_response_prepare.append(_cors)
 
 
 def webrtc_settings(config: GatewayConfig) -> WebRTCConfig:

@@ -33,7 +33,7 @@ from gateway.hub import RenditionHandle
 from .net import gather_on
 from .offer import announce
 from .sender import FastRtp, available
-from .tracks import SharedTrack, bind_sender
+from .tracks import SharedTrack, bind_sender, route_fir
 
 log = logging.getLogger("gateway.webrtc")
 
@@ -112,6 +112,8 @@ class WhepSession:
         with gather_on(self.config.addresses):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+        for sender in pc.getSenders():
+            route_fir(sender.transport)  # the bundle's transport, once the offer fixed it
         sdp: str = pc.localDescription.sdp
         if self.config.announce is not None:
             sdp = announce(sdp, self.config.announce)
