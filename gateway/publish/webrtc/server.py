@@ -73,7 +73,7 @@ class Sessions:
         self.live: dict[str, WhepSession] = {}
         #: Peer connections ever made (a refused request makes none).
         self.peer_connections = 0
-        #: Sessions ended, by why.
+        #: Sessions ended, by cause (``deleted``, ``connect_timeout``, ``consent_expired``...).
         self.ended: dict[str, int] = {}
         #: Requests turned away, by HTTP status.
         self.refused: dict[int, int] = {}
@@ -108,8 +108,8 @@ class Sessions:
     def closed(self, session: WhepSession) -> None:
         """Forget ``session`` (its ``close`` calls this once), keeping what it sent."""
         self.live.pop(session.id, None)
-        reason = session.close_reason or "unknown"
-        self.ended[reason] = self.ended.get(reason, 0) + 1
+        cause = session.close_cause or "closed"
+        self.ended[cause] = self.ended.get(cause, 0) + 1
         totals = self.sent.setdefault(session.camera, {})
         for figure, value in session.sent().items():
             totals[figure] = totals.get(figure, 0) + value
@@ -134,13 +134,16 @@ class Sessions:
     def sweep(self, now_ns: int) -> None:
         """End the sessions whose peers never connected or went silent."""
         for session in list(self.live.values()):
-            reason = session.expired(now_ns)
-            if reason is not None:
-                session.close(reason)
+            expired = session.expired(now_ns)
+            if expired is not None:
+                cause, reason = expired
+                session.close(reason, cause=cause)
 
     async def aclose(self) -> None:
         """End every session and wait until each is freed."""
-        tasks = [s.close("the gateway is stopping") for s in list(self.live.values())]
+        tasks = [
+            s.close("the gateway is stopping", cause="stopping") for s in list(self.live.values())
+        ]
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -194,7 +197,7 @@ class WebRtcCamera:
 
     async def aclose(self) -> None:
         """End the camera's sessions."""
-        tasks = [s.close("the camera is stopping") for s in self.own()]
+        tasks = [s.close("the camera is stopping", cause="stopping") for s in self.own()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -298,7 +301,7 @@ async def post(request: web.Request) -> web.StreamResponse:
     try:
         answer = await session.answer(offer)
     except Exception as exc:  # aiortc raises ValueError, OperationError and others
-        await session.close("offer rejected")
+        await session.close("offer rejected", cause="rejected")
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         return sessions.refuse(400, f"offer rejected: {reason}")
     headers = {
@@ -333,7 +336,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     if session is None:
         return request.app[SESSIONS].refuse(404, "no such WHEP session")
-    await session.close("deleted by the player")
+    await session.close("deleted by the player", cause="deleted")
     return web.Response(status=200, headers=CORS)
 
 

@@ -81,6 +81,8 @@ class WhepSession:
         self.rtt: float | None = None
         self.state = "new"
         self.close_reason: str | None = None
+        #: Why it ended, as a label for ``/metrics`` (``deleted``, ``connect_timeout``...).
+        self.close_cause: str | None = None
         self.tracks: list[SharedTrack] = []
         self._handles = handles
         self._on_closed = on_closed
@@ -127,7 +129,7 @@ class WhepSession:
             self.state = "connected"
             log.info("webrtc %s: session %s connected (%s)", self.camera, self.id[:8], self.remote)
         elif state in ("failed", "closed"):
-            self.close(f"connection {state}")
+            self.close(f"connection {state}", cause=f"connection_{state}")
 
     async def _rtcp(self, sender: Any, packet: Any) -> None:
         self.heard_ns = time.monotonic_ns()
@@ -139,19 +141,23 @@ class WhepSession:
     def _rtt_sender(self) -> Any:
         return self.pc.getSenders()[0] if self.tracks else None
 
-    def expired(self, now_ns: int) -> str | None:
-        """Return why the session should end now, or None (the registry's sweep asks)."""
+    def expired(self, now_ns: int) -> tuple[str, str] | None:
+        """Return (cause, reason) if the session should end now (the registry's sweep asks)."""
         if self.connected_ns is None:
             if now_ns - self.created_ns > self.config.connect_timeout * NS:
-                return f"ICE/DTLS did not complete within {self.config.connect_timeout:g} s"
+                reason = f"ICE/DTLS did not complete within {self.config.connect_timeout:g} s"
+                return "connect_timeout", reason
         elif now_ns - self.heard_ns > self.config.consent_timeout * NS:
-            return f"no RTCP from the peer for {self.config.consent_timeout:g} s"
+            reason = f"no RTCP from the peer for {self.config.consent_timeout:g} s"
+            return "consent_expired", reason
         return None
 
-    def close(self, reason: str) -> asyncio.Task[None]:
-        """End the session (idempotent); return the task that frees it."""
+    def close(self, reason: str, *, cause: str = "closed") -> asyncio.Task[None]:
+        """End the session (idempotent) for ``reason`` (``cause``: its label); return the
+        task that frees it."""
         if self._closing is None:
             self.close_reason = reason
+            self.close_cause = cause
             self.state = "closed"
             self._on_closed(self)
             self._closing = asyncio.ensure_future(self._free(reason))

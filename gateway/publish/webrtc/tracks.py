@@ -127,11 +127,6 @@ class _PassThrough:
 _ENCODER_ATTR = "_RTCRtpSender__encoder"
 
 
-def sender_hooks_available(sender: Any) -> bool:
-    """Return True if ``sender`` has the attributes ``bind_sender`` replaces."""
-    return hasattr(sender, _ENCODER_ATTR) and hasattr(sender, "_send_keyframe")
-
-
 def bind_sender(
     sender: Any,
     track: SharedTrack,
@@ -140,9 +135,10 @@ def bind_sender(
     """Make ``sender`` pass ``track``'s payloads through and route its RTCP feedback.
 
     aiortc makes the sender's encoder on the first frame unless one is set, and answers
-    PLI/FIR by flagging that encoder; both are replaced here (``sender_hooks_available``
-    is checked when the app starts). ``on_rtcp(sender, packet)`` runs before aiortc's
-    own handling of each RTCP packet addressed to the sender.
+    PLI/FIR by flagging that encoder; both are replaced here (the encoder only packs:
+    ``FastRtp`` replaces the loop that would call it where this aiortc allows).
+    ``on_rtcp(sender, packet)`` runs after aiortc's own handling of each RTCP packet
+    addressed to the sender (its round-trip time is then up to date).
     """
     setattr(sender, _ENCODER_ATTR, _PassThrough())
     sender._send_keyframe = track.request_keyframe
