@@ -49,16 +49,18 @@ class CameraFrom(enum.Enum):
     AXIS = "axis"
 
 
-#: (path, whole path or prefix, family, camera): the first match wins.
+#: (route, whole route or prefix, family, camera): the first match wins. Matched against
+#: the route's template (``/mp4/{camera}``), not the request's path: what decides is the
+#: handler aiohttp picked, however the path was spelt.
 ROUTES: tuple[tuple[str, bool, Family, CameraFrom], ...] = (
     ("/healthz", True, Family.PUBLIC, CameraFrom.NONE),
     # The page's scripts and styles: the same for everyone, and fetched without the
     # token a page opened with ``/?token=`` holds.
-    ("/static/", False, Family.PUBLIC, CameraFrom.NONE),
+    ("/static", True, Family.PUBLIC, CameraFrom.NONE),
     ("/", True, Family.PAGE, CameraFrom.NONE),
     (TOKENS_PATH, True, Family.TOKENS, CameraFrom.NONE),
     ("/api/cameras", True, Family.API, CameraFrom.NONE),
-    ("/api/cameras/", False, Family.API, CameraFrom.PATH),
+    ("/api/cameras/{camera}", True, Family.API, CameraFrom.PATH),
     ("/metrics", True, Family.METRICS, CameraFrom.NONE),
     ("/axis-cgi/", False, Family.MEDIA, CameraFrom.AXIS),
     ("/mjpg/", False, Family.MEDIA, CameraFrom.AXIS),
@@ -75,14 +77,19 @@ def route_of(request: web.Request) -> tuple[Family, str | None]:
         # A CORS preflight carries no credentials by design (Fetch §4.8); it reveals
         # nothing but which methods a path takes.
         return Family.PUBLIC, None
-    path = request.path
+    resource = request.match_info.route.resource
+    if resource is None:
+        # No handler: aiohttp answers 404 or 405.
+        return Family.OTHER, None
+    route = resource.canonical
     for prefix, whole, family, where in ROUTES:
-        if path == prefix if whole else path.startswith(prefix):
+        if route == prefix if whole else route.startswith(prefix):
             named = request.match_info.get("camera")
             if where is CameraFrom.AXIS:
                 return family, named or request.query.get("camera") or "1"
             return family, named if where is CameraFrom.PATH else None
-    return Family.OTHER, None
+    # A route nobody classified here: admins only, until it is (fail closed).
+    return Family.UNLISTED, None
 
 
 def attempt_of(request: web.Request) -> Attempt:

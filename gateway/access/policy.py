@@ -49,8 +49,10 @@ class Family(enum.Enum):
     METRICS = "metrics"
     #: ``/api/tokens``: issuing tokens.
     TOKENS = "tokens"
-    #: Any other path (answered 404 or 405 once admitted).
+    #: A path no handler takes (answered 404 or 405 once admitted).
     OTHER = "other"
+    #: A handler the access table does not list: admins only.
+    UNLISTED = "unlisted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ RULES: dict[Family, Rule] = {
     Family.METRICS: Rule(Role.ADMIN, "read the metrics", all_cameras=True),
     Family.TOKENS: Rule(Role.ADMIN, "issue tokens"),
     Family.OTHER: Rule(Role.VIEWER, "reach this path"),
+    Family.UNLISTED: Rule(Role.ADMIN, "reach this endpoint"),
 }
 
 

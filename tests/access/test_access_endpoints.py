@@ -20,8 +20,11 @@ import json
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.access import DENIALS, with_query
+from gateway.app import create_app
+from gateway.config import parse_config
 from tests.publish.axis_client import Gateway, gateway
 
 KEY = "endpoints-test-key-0123456789"
@@ -69,7 +72,7 @@ TABLE: dict[str, tuple[int, ...]] = {
     # Admin only.
     "GET /metrics":                                 (403, 403, 403, 200, 403, 401, 401, 200),
     "POST /api/tokens":                             (403, 403, 403, 201, 403, 401, 401, 201),
-    "GET /api/tokens":                              (403, 403, 403, 405, 403, 401, 401, 405),
+    "GET /api/tokens":                              (405, 405, 405, 405, 405, 401, 401, 405),
     # Axis: the path's N, else camera= (name or position), else camera 1.
     "GET /axis-cgi/mjpg/video.cgi":                 (200, 403, 200, 200, 200, 401, 401, 200),
     "GET /axis-cgi/mjpg/video.cgi?camera=cam":      (200, 403, 200, 200, 200, 401, 401, 200),
@@ -172,3 +175,59 @@ async def test_roles_by_endpoints(column: str) -> None:
         # Every 401 and 403 of the column was counted, by status and reason.
         denied = sum(1 for status in got.values() if status in (401, 403))
         assert gw.app[DENIALS].total() - before == denied
+
+
+async def raw_status(port: int, target: str, authorization: str) -> int:
+    """Send ``target`` byte for byte (no client-side normalising); return the status."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(30):
+            status_line = await reader.readline()
+    finally:
+        writer.close()
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/%6detrics", 403),
+        ("/mp4/%79ard", 403),
+        ("/api/cameras/%79ard", 403),
+        ("/mjpg/02/video.mjpg", 403),
+        ("/axis-cgi/mjpg/video.cgi?camera=yard&camera=cam", 403),
+        ("http://127.0.0.1/metrics", 403),
+        ("/metrics/", 404),
+        ("//metrics", 404),
+        ("/static/../metrics", 404),
+        ("/hls/../metrics", 404),
+    ],
+)
+async def test_no_spelling_of_a_path_gets_round_the_rules(target: str, status: int) -> None:
+    async with gateway(cameras(USERS)) as gw:
+        viewer = CREDENTIALS["V"]["Authorization"]
+        assert await raw_status(gw.port, target, viewer) == status
+
+
+async def test_a_route_the_access_table_does_not_list_is_for_admins_only() -> None:
+    async def debug(request: web.Request) -> web.Response:
+        return web.Response(text="internals\n")
+
+    app = create_app(parse_config(cameras(USERS), {}))
+    app.router.add_get("/debug/state", debug)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/debug/state"
+        async with aiohttp.ClientSession() as session:
+            for column, expected in (("V", 403), ("O", 403), ("A", 200), ("N", 401)):
+                async with session.get(url, headers=CREDENTIALS[column]) as reply:
+                    assert reply.status == expected, column
+    finally:
+        await runner.cleanup()

@@ -117,6 +117,11 @@ TABLE: list[tuple[Family, str | None, dict[str, int]]] = [
         {**dict.fromkeys(CALLERS, 403), "admin": 200, "warden": 200, "nobody": 401, "wrong": 401},
     ),
     (Family.OTHER, None, {**dict.fromkeys(CALLERS, 200), "nobody": 401, "wrong": 401}),
+    (
+        Family.UNLISTED,
+        None,
+        {**dict.fromkeys(CALLERS, 403), "admin": 200, "warden": 200, "nobody": 401, "wrong": 401},
+    ),
 ]
 
 
