@@ -1,13 +1,10 @@
-"""aiohttp Application assembly: typed AppKeys, routes, access control, startup/cleanup."""
+"""aiohttp Application assembly: typed AppKeys, routes, startup/cleanup (access: gateway/access)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -15,7 +12,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway import __version__
-from gateway.config import CameraConfig, GatewayConfig, UserConfig, is_loopback
+from gateway.access import add_access, camera_view, principal
+from gateway.config import CameraConfig, GatewayConfig
 from gateway.hub import CameraMedia, EgressBudget, MediaSettings, RenditionHandle
 from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
@@ -28,8 +26,6 @@ from gateway.sim import SimOptions, SimServer
 from gateway.transcode import PCM_KEY, rendition_specs
 
 log = logging.getLogger("gateway.app")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(slots=True)
@@ -132,9 +128,6 @@ REGISTRY = web.AppKey("registry", CollectorRegistry)
 #: The app-wide ``max_egress_mbps`` shared by every camera stream and variant.
 BUDGET = web.AppKey("budget", EgressBudget)
 
-#: Paths anyone may reach: liveness must work for orchestrators without credentials.
-PUBLIC_PATHS = frozenset({"/healthz"})
-
 
 def _stream_kinds(camera: CameraConfig) -> list[StreamKind]:
     enabled = {StreamKind.MJPEG: camera.mjpeg, StreamKind.MPEG2: camera.mpeg2}
@@ -208,45 +201,6 @@ async def _end_clients(app: web.Application) -> None:
         await runtime.aclose()
 
 
-def _check_basic(header: str, users: tuple[UserConfig, ...]) -> UserConfig | None:
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        name, sep, password = base64.b64decode(token.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    if not sep:
-        return None
-    for user in users:
-        same_name = hmac.compare_digest(user.name.encode(), name.encode())
-        if same_name & hmac.compare_digest(user.password.value.encode(), password.encode()):
-            return user
-    return None
-
-
-@web.middleware
-async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admit loopback clients anonymously when no users exist, else require Basic auth."""
-    # A CORS preflight carries no credentials by design (Fetch §4.8); it reveals
-    # nothing but which methods a path takes.
-    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
-        return await handler(request)
-    users = request.app[CONFIG].users
-    if not users:
-        if is_loopback(request.remote or ""):
-            return await handler(request)
-        raise web.HTTPForbidden(
-            text="Error: anonymous access is allowed only from loopback; configure [[users]]\n"
-        )
-    if _check_basic(request.headers.get("Authorization", ""), users) is None:
-        raise web.HTTPUnauthorized(
-            text="Error: authentication required\n",
-            headers={"WWW-Authenticate": 'Basic realm="gateway", charset="UTF-8"'},
-        )
-    return await handler(request)
-
-
 def camera_runtime(request: web.Request, key: str) -> CameraRuntime:
     """Return the camera named or numbered ``key``, or raise 404."""
     camera = request.app[CONFIG].camera(key)
@@ -261,14 +215,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def api_cameras(request: web.Request) -> web.Response:
-    """Return the state of every camera."""
-    runtimes = request.app[CAMERAS].values()
-    return web.json_response({"cameras": [r.snapshot() for r in runtimes]})
+    """Return the state of every camera the client may see (a viewer's reduced view)."""
+    grant = principal(request)
+    runtimes = [r for r in request.app[CAMERAS].values() if grant.may_view(r.config.name)]
+    return web.json_response({"cameras": [camera_view(grant, r.snapshot()) for r in runtimes]})
 
 
 async def api_camera(request: web.Request) -> web.Response:
-    """Return the state of one camera."""
-    return web.json_response(camera_runtime(request, request.match_info["camera"]).snapshot())
+    """Return the state of one camera (the access middleware refused cameras not allowed)."""
+    runtime = camera_runtime(request, request.match_info["camera"])
+    return web.json_response(camera_view(principal(request), runtime.snapshot()))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -282,7 +238,8 @@ def create_app(
 ) -> web.Application:
     """Build the gateway application for ``config`` (``axis_settings``: test timings)."""
     register_secrets(config.secrets())
-    app = web.Application(middlewares=[access_middleware])
+    app = web.Application()
+    add_access(app, config)
     app[CONFIG] = config
     app[CAMERAS] = {}
     app[BUDGET] = EgressBudget.from_mbps(config.limits.max_egress_mbps)

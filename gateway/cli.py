@@ -1,4 +1,4 @@
-"""Command line: ``gateway serve | sim | probe | check-config``."""
+"""Command line: ``gateway serve | sim | probe | check-config | token``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a configuration file: every error, then warnings (exit 1 if invalid)",
     )
     check.add_argument("path")
+
+    token = sub.add_parser("token", help="issue a signed viewing token ([tokens] key)")
+    token.add_argument("--config", metavar="PATH", required=True, help="TOML configuration")
+    token.add_argument(
+        "--camera", action="append", required=True, metavar="NAME", help="repeatable"
+    )
+    token.add_argument("--ttl", type=int, metavar="SECONDS", help="default: [tokens] default_ttl")
     return parser
 
 
@@ -212,11 +220,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from gateway.ingest.redact import install_redaction  # noqa: PLC0415
+
+    install_redaction()
     try:
         if args.command == "check-config":
             return _check_config(args.path)
         if args.command == "serve":
             return _run(_serve(_config_for_serve(args)))
+        if args.command == "token":
+            from gateway.access.tokens import issue_for  # noqa: PLC0415
+
+            token = issue_for(load_config(args.config), args.camera, args.ttl, now=time.time())
+            sys.stdout.write(token + "\n")
+            return 0
         if args.command == "sim":
             return _run(_sim(args))
         return _run(_probe(args))

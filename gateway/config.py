@@ -201,6 +201,24 @@ class UserConfig:
     name: str
     password: Secret
     role: Role = Role.VIEWER
+    #: Names of the cameras the user may see and use; None: every camera.
+    cameras: tuple[str, ...] | None = None
+
+
+#: The shortest ``[tokens] key`` accepted (characters); ``openssl rand -base64 32`` gives 44.
+MIN_TOKEN_KEY = 16
+#: The longest token lifetime, seconds (a year and a day).
+MAX_TOKEN_TTL = 366 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class TokensConfig:
+    """Signed, expiring viewing tokens for players without Basic auth (``[tokens]``)."""
+
+    #: The HMAC-SHA256 signing key; None: tokens are off.
+    key: Secret | None = None
+    #: Seconds a token lives when its issuer names no lifetime.
+    default_ttl: int = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +231,7 @@ class GatewayConfig:
     webrtc: WebRTCConfig = WebRTCConfig()
     hls: HLSConfig = HLSConfig()
     users: tuple[UserConfig, ...] = ()
+    tokens: TokensConfig = TokensConfig()
 
     def camera(self, key: str) -> CameraConfig | None:
         """Return the camera named ``key`` or at 1-based position ``key``."""
@@ -223,6 +242,8 @@ class GatewayConfig:
         values = [c.password.value for c in self.cameras if c.password is not None]
         values += [u.password.value for u in self.users]
         values += [s.credential.value for s in self.webrtc.ice_servers if s.credential]
+        if self.tokens.key is not None:
+            values.append(self.tokens.key.value)
         return tuple(v for v in values if v)
 
 
@@ -437,6 +458,31 @@ def _ice_server(value: Any, table: _Table, i: int) -> IceServer | None:
     return server
 
 
+def _names(table: _Table, key: str) -> tuple[str, ...] | None:
+    """Return a list of camera names (None if absent)."""
+    value = table.raw(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise table.error(key, 'must be a list of camera names, e.g. ["front", "yard"]')
+    return tuple(dict.fromkeys(value))
+
+
+def _tokens(table: _Table) -> TokensConfig:
+    key = table.str_("key")
+    if key is not None and len(key) < MIN_TOKEN_KEY:
+        # A short key is a guessable key: every token it signs could be forged.
+        raise table.error("key", f"must be at least {MIN_TOKEN_KEY} characters")
+    tokens = TokensConfig(
+        key=Secret(key) if key is not None else None,
+        default_ttl=table.int_("default_ttl", 3600) or 3600,
+    )
+    if tokens.default_ttl > MAX_TOKEN_TTL:
+        raise table.error("default_ttl", f"must be at most {MAX_TOKEN_TTL} seconds")
+    table.finish()
+    return tokens
+
+
 def config_from_dict(
     data: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
@@ -498,9 +544,10 @@ def _read(root: _Table) -> GatewayConfig:
         hls_t.error("part_seconds", "must not exceed segment_seconds", causes=causes)
     hls_t.finish()
 
-    users = []
+    users: list[UserConfig] = []
     user_names: set[str] = set()
-    for user_t in root.tables("users"):
+    user_tables = root.tables("users")
+    for user_t in user_tables:
         name = user_t.str_("name")
         password = user_t.str_("password")
         if not name:
@@ -511,8 +558,12 @@ def _read(root: _Table) -> GatewayConfig:
         if not password:
             user_t.error("password", "is required", causes=["password"])
         role = user_t.enum_("role", Role, Role.VIEWER)
-        users.append(UserConfig(name or "", Secret(password or ""), role))
+        users.append(
+            UserConfig(name or "", Secret(password or ""), role, _names(user_t, "cameras"))
+        )
         user_t.finish()
+
+    tokens = _tokens(root.table("tokens"))
 
     camera_tables = root.tables("cameras")
     cameras = [_camera(t, i + 1) for i, t in enumerate(camera_tables)]
@@ -523,6 +574,11 @@ def _read(root: _Table) -> GatewayConfig:
         if cam.name and cam.name in names:
             cam_t.error("name", f"duplicate camera name {cam.name!r}")
         names.add(cam.name)
+    for user_t, user in zip(user_tables, users, strict=True):
+        unknown = [name for name in user.cameras or () if name not in names]
+        if unknown:
+            known = ", ".join(cam.name for cam in cameras)
+            user_t.error("cameras", f"unknown camera {unknown[0]!r} (cameras: {known})")
     root.finish()
     # The encode's keyframes line up with HLS segments unless the camera says otherwise.
     cameras = [
@@ -538,6 +594,7 @@ def _read(root: _Table) -> GatewayConfig:
         webrtc=webrtc,
         hls=hls,
         users=tuple(users),
+        tokens=tokens,
     )
 
 

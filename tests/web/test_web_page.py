@@ -17,6 +17,7 @@ async def test_page_is_served_with_its_assets(gateway_url: str) -> None:
             assert response.content_type == "text/html"
             html = await response.text()
         for asset in (
+            "/static/access.js",
             "/static/whep.js",
             "/static/player.js",
             "/static/app.js",

@@ -227,7 +227,7 @@ async def test_session_is_deleted_on_transport_change_and_page_close(
     page = browser_page
     live = sessions(gateway).live
     ended = sessions(gateway).ended
-    deleted = "deleted by the player"
+    deleted = "deleted"
 
     def deletes() -> list[str]:
         return [path for method, path, _ in gateway.requests if method == "DELETE"]

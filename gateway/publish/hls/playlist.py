@@ -12,6 +12,7 @@ so a full playlist says 6 (``EXT-X-MAP``) and a delta update 9 (``EXT-X-SKIP``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -146,6 +147,31 @@ def render(playlist: MediaPlaylist | MultivariantPlaylist) -> str:
     if version > 1:  # §4.4.1.2: required only beyond protocol version 1
         head.append(Version(version))
     return "".join(render_line(line) + "\n" for line in head + lines)
+
+
+#: A URI attribute of a tag (§4.2: a quoted-string holds no double quote).
+_URI_ATTR = re.compile(rb'(?<=[:,])URI="([^"]*)"')
+
+
+def carry_query(text: bytes, query: str) -> bytes:
+    """Return a rendered playlist with ``query`` added to every URI it lists.
+
+    A player opened with ``index.m3u8?token=...`` fetches what the playlists name
+    as they name it (hls.js, Safari): a viewing token reaches the media playlist, init
+    segments, segments, parts and preload hints only if every URI carries it.
+    """
+    extra = query.encode("ascii")
+
+    def carried(uri: bytes) -> bytes:
+        return uri + (b"&" if b"?" in uri else b"?") + extra
+
+    lines = text.split(b"\n")
+    for i, line in enumerate(lines):
+        if line.startswith(b"#"):
+            lines[i] = _URI_ATTR.sub(lambda m: b'URI="' + carried(m[1]) + b'"', line)
+        elif line:
+            lines[i] = carried(line)
+    return b"\n".join(lines)
 
 
 def seconds(ticks: int, rate: int = 90_000, *, up: bool = False) -> float:

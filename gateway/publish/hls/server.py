@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
+from gateway.access import carried_query
 from gateway.config import GatewayConfig, HLSConfig
 from gateway.errors import CapacityError, RemoteProtocolError
 from gateway.hub import CameraMedia, Cursor, RenditionHandle
@@ -48,7 +49,7 @@ from .live import (
 )
 from .names import MEDIA_NAME, Kind, parse_name
 from .parts import KeyframeWanted, PartStatus
-from .playlist import render
+from .playlist import carry_query, render
 from .segmenter import Segmenter
 
 _log = logging.getLogger(__name__)
@@ -345,7 +346,7 @@ async def multivariant(request: web.Request) -> web.StreamResponse:
         return failed
     media_uri = f"{camera.session}/{MEDIA_NAME}"
     text = render(multivariant_playlist(segmenter, media_uri=media_uri)).encode()
-    return web.Response(body=text, headers=_playlist_headers(None))
+    return web.Response(body=_carried(request, text), headers=_playlist_headers(None))
 
 
 async def session_file(request: web.Request) -> web.StreamResponse:
@@ -409,8 +410,14 @@ async def _media(request: web.Request, camera: HlsCamera, session: str) -> web.S
     answer = await _blocked(camera, segmenter, directives)
     if answer is not None:
         return answer
-    body = camera.rendered(segmenter, directives.skip)
+    body = _carried(request, camera.rendered(segmenter, directives.skip))
     return web.Response(body=body, headers=_playlist_headers(directives))
+
+
+def _carried(request: web.Request, playlist: bytes) -> bytes:
+    """Return ``playlist`` with the request's viewing token on every URI, if it had one."""
+    query = carried_query(request)
+    return playlist if query is None else carry_query(playlist, query)
 
 
 async def _blocked(

@@ -11,7 +11,9 @@ STATIC = Path(__file__).parent / "static"
 
 async def index(request: web.Request) -> web.FileResponse:
     """Serve the camera page."""
-    return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    # A page opened with ``/?token=`` must not hand its URL to other sites as a Referer.
+    headers = {"Cache-Control": "no-cache", "Referrer-Policy": "same-origin"}
+    return web.FileResponse(STATIC / "index.html", headers=headers)
 
 
 def add_routes(app: web.Application) -> None:

@@ -108,7 +108,7 @@ function cardFor(camera) {
   endpoints.push(["state", `/api/cameras/${name}`]);
   for (const [label, href] of endpoints) {
     const a = document.createElement("a");
-    a.href = href;
+    a.href = withToken(href);
     a.textContent = label;
     links.append(a, " ");
   }
@@ -138,9 +138,13 @@ function render(camera) {
   const renditions = camera.renditions || [];
   card.querySelector(".renditions").replaceChildren(...renditions.map(renditionItem));
   card.querySelector(".renditions-title").hidden = renditions.length === 0;
-  const kinds = [...new Set(camera.clients.map((c) => c.kind))].join(", ");
-  const n = camera.clients.length;
-  card.querySelector(".clients").textContent = plural(n, "client") + (n ? ` (${kinds})` : "");
+  // A viewer's /api has no clients, renditions or errors (other viewers, upstream).
+  const clients = camera.clients || [];
+  const kinds = [...new Set(clients.map((c) => c.kind))].join(", ");
+  const n = clients.length;
+  const line = card.querySelector(".clients");
+  line.hidden = !camera.clients;
+  line.textContent = plural(n, "client") + (n ? ` (${kinds})` : "");
   card.player.retry(Object.values(camera.streams).some((s) => s.state === "live"));
   const errors = Object.entries(camera.streams)
     .filter(([, s]) => s.last_error).map(([kind, s]) => `${kind}: ${s.last_error}`);
@@ -152,7 +156,7 @@ function render(camera) {
 async function refresh() {
   const summary = document.getElementById("summary");
   try {
-    const response = await fetch("/api/cameras", { cache: "no-store" });
+    const response = await fetch(withToken("/api/cameras"), { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const { cameras } = await response.json();
     cameras.forEach(render);
@@ -163,6 +167,7 @@ async function refresh() {
   }
 }
 
+document.getElementById("api-link").href = withToken("/api/cameras");
 refresh();
 setInterval(refresh, REFRESH_MS);
 setInterval(() => cards.forEach((card) => card.player.chase(performance.now())), CHASE_MS);

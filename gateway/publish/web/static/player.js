@@ -85,9 +85,11 @@ class Player {
   constructor(card, camera) {
     const name = encodeURIComponent(camera.name);
     this.whep = `/whep/${name}`;
-    this.mp4 = `/mp4/${name}`;
-    this.hls = `/hls/${name}/index.m3u8`;
-    this.mjpeg = camera.streams.mjpeg ? `/axis-cgi/mjpg/video.cgi?camera=${name}` : null;
+    // WHEP requests carry the token as a header (whep.js); these URLs, in the query.
+    this.mp4 = withToken(`/mp4/${name}`);
+    this.hls = withToken(`/hls/${name}/index.m3u8`);
+    this.mjpeg = camera.streams.mjpeg
+      ? withToken(`/axis-cgi/mjpg/video.cgi?camera=${name}`) : null;
     this.hasAudio = Boolean(camera.streams.audio);
     this.video = card.querySelector("video");
     this.img = card.querySelector("img");

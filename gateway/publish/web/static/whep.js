@@ -90,7 +90,7 @@ class WhepSession {
     try {
       response = await fetch(this.endpoint, {
         method: "POST",
-        headers: { "Content-Type": "application/sdp", Accept: "application/sdp" },
+        headers: { ...tokenHeaders(), "Content-Type": "application/sdp", Accept: "application/sdp" },
         body: pc.localDescription.sdp,
         cache: "no-store",
         signal: AbortSignal.timeout(WHEP_ANSWER_MS),
@@ -128,7 +128,7 @@ class WhepSession {
       pc.close();
       return;
     }
-    fetch(this.location, { method: "DELETE", keepalive: true })
+    fetch(this.location, { method: "DELETE", keepalive: true, headers: tokenHeaders() })
       .catch(() => {}).finally(() => pc.close());
     this.location = null;
   }
