@@ -72,7 +72,14 @@ def h264_settings(config: H264Config, max_size: tuple[int, int] | None = None) -
 
 
 class KeyframeGate:
-    """Rate limit of requested IDRs (sans-IO: ``now`` in seconds is an argument)."""
+    """Rate limit of requested IDRs (sans-IO: ``now`` in seconds is an argument).
+
+    A request inside the window is not dropped: it waits (``pending``) until an IDR
+    comes anyway (every reader asking joined before it, so any IDR published after the
+    request serves it) or the window ends, whichever is first. Viewers joining a few
+    hundred milliseconds apart then wait at most ``min_interval`` for their keyframe,
+    not a whole keyframe interval, and a burst of PLIs still makes one IDR.
+    """
 
     def __init__(self, *, min_interval: float = MIN_KEYFRAME_INTERVAL) -> None:
         """Let one request through per ``min_interval`` seconds."""
@@ -80,12 +87,15 @@ class KeyframeGate:
             raise LocalProtocolError("min_interval must be >= 0")
         self.min_interval = min_interval
         self._last: float | None = None
-        #: Requests made / passed to the encoder / refused by the rate limit / free
-        #: because a keyframe was due anyway.
+        #: A request inside the window still waits for an IDR.
+        self.pending = False
+        #: Requests made / passed to the encoder / held by the rate limit / free
+        #: because a keyframe was due anyway / held ones passed at the window's end.
         self.requested = 0
         self.granted = 0
         self.limited = 0
         self.due_anyway = 0
+        self.deferred = 0
 
     def request(self, now: float, *, due: bool = False) -> bool:
         """Return True if a keyframe request at ``now`` goes to the encoder."""
@@ -95,9 +105,26 @@ class KeyframeGate:
             return False
         if self._last is not None and now - self._last < self.min_interval:
             self.limited += 1
+            self.pending = True
             return False
         self._last = now
         self.granted += 1
+        return True
+
+    def keyframe(self) -> None:
+        """Note that an IDR was published: it serves every request pending."""
+        self.pending = False
+
+    def poll(self, now: float, *, due: bool = False) -> bool:
+        """Return True if a pending request goes to the encoder now (its window ended)."""
+        if not self.pending or (self._last is not None and now - self._last < self.min_interval):
+            return False
+        self.pending = False
+        if due:
+            return False
+        self._last = now
+        self.granted += 1
+        self.deferred += 1
         return True
 
 
@@ -157,6 +184,9 @@ class H264Rendition(RingProducer[Frame]):
         if not len(self.ring):
             self._missed += 1
             return  # nobody watches: the encoder idles (and lingers)
+        gate = self.gate
+        if gate.pending and gate.poll(self._loop.time(), due=self.pipeline.keyframe_due(frame.pts)):
+            self._requests += 1
         self.fps_in.tick(frame.received_ns)
         if self._last_in is not None and 0 < frame.pts - self._last_in < TICKS_PER_SECOND:
             self._step = frame.pts - self._last_in
@@ -171,6 +201,11 @@ class H264Rendition(RingProducer[Frame]):
         due = self.pipeline.keyframe_due(upcoming)
         if self.gate.request(self._loop.time(), due=due):
             self._requests += 1
+
+    def _publish(self, frame: Frame) -> None:
+        if frame.cut is not None:
+            self.gate.keyframe()
+        super()._publish(frame)
 
     # -- worker thread -----------------------------------------------------------------
 
@@ -246,6 +281,7 @@ class H264Rendition(RingProducer[Frame]):
             "keyframes_forced": counters.keyframes_forced,
             "keyframes_produced": counters.keyframes_forced + counters.keyframes_periodic,
             "keyframes_rate_limited": self.gate.limited,
+            "keyframes_deferred": self.gate.deferred,
             "last_error": counters.last_error or self.worker.counters.last_error,
             **{f"pipeline_{k}": v for k, v in counters.snapshot().items()},
             **{f"mpeg2_{k}": v for k, v in (self.mpeg2.stats() if self.mpeg2 else {}).items()},
