@@ -20,7 +20,7 @@ from gateway.hub import CameraMedia, EgressBudget, MediaSettings, RenditionHandl
 from gateway.ingest import CameraStream, redact, register_secrets
 from gateway.media import StreamKind
 from gateway.metrics import CONTENT_TYPE, make_registry, render
-from gateway.publish import axis, mp4
+from gateway.publish import axis, mp4, webrtc
 from gateway.publish import web as web_page
 from gateway.publish.hls import server as hls
 from gateway.publish.keys import MEDIA
@@ -123,6 +123,7 @@ PUBLISHERS = (
     Publisher("axis", axis.add_routes, axis.add_camera),
     Publisher("mp4", mp4.add_routes, mp4.add_camera),
     Publisher("hls", hls.add_routes, hls.add_camera),
+    Publisher("webrtc", webrtc.add_routes, webrtc.add_camera),
 )
 
 CONFIG = web.AppKey("config", GatewayConfig)
@@ -227,7 +228,9 @@ def _check_basic(header: str, users: tuple[UserConfig, ...]) -> UserConfig | Non
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Admit loopback clients anonymously when no users exist, else require Basic auth."""
-    if request.path in PUBLIC_PATHS:
+    # A CORS preflight carries no credentials by design (Fetch §4.8); it reveals
+    # nothing but which methods a path takes.
+    if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
         return await handler(request)
     users = request.app[CONFIG].users
     if not users:
@@ -285,7 +288,6 @@ def create_app(
     app[BUDGET] = EgressBudget.from_mbps(config.limits.max_egress_mbps)
     app[axis.SETTINGS] = axis_settings or axis.AxisSettings()
     app[axis.CAMERA_CONFIGS] = config.cameras
-    app[REGISTRY] = make_registry(lambda: [r.snapshot() for r in app[CAMERAS].values()])
     app.cleanup_ctx.append(_cameras_ctx)
     app.on_shutdown.append(_end_clients)
     app.router.add_get("/healthz", healthz)
@@ -295,5 +297,8 @@ def create_app(
     app[MEDIA] = {}
     for publisher in PUBLISHERS:
         publisher.add_routes(app)
+    app[REGISTRY] = make_registry(
+        lambda: [r.snapshot() for r in app[CAMERAS].values()], app[webrtc.SESSIONS].stats
+    )
     web_page.add_routes(app)
     return app

@@ -166,7 +166,22 @@ class IceServer:
 class WebRTCConfig:
     """WebRTC (WHEP) settings."""
 
+    #: STUN/TURN servers for the gateway's peer connections and, as ``Link`` headers,
+    #: for the players' (credentials never logged).
     ice_servers: tuple[IceServer, ...] = ()
+    #: Local addresses to gather host candidates on; empty: every interface but loopback
+    #: (aioice's default).
+    addresses: tuple[str, ...] = ()
+    #: An address to announce as well, for a 1:1 NAT (a public IP mapped to this host).
+    announce: str | None = None
+    #: Sessions at most, in total and per camera (``503`` beyond).
+    max_sessions: int = 200
+    max_sessions_per_camera: int = 100
+    #: Seconds a new session has to complete ICE and DTLS before it is closed.
+    connect_timeout: float = 10.0
+    #: Seconds without any RTCP from a connected peer before its session is closed
+    #: (RFC 7675's consent expiry is 30 s).
+    consent_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +469,27 @@ _X264_PRESETS = (
 )
 
 
+def _ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be an IP address string")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def _ip_list(table: _Table, key: str) -> tuple[str, ...]:
+    value = table.raw(key)
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise table.error(key, "must be a list of IP address strings")
+    try:
+        return tuple(_ip(v) for v in value)
+    except ValueError as exc:
+        raise table.error(key, str(exc)) from None
+
+
 def _ice_server(value: Any, table: _Table, i: int) -> IceServer:
     key = f"ice_servers[{i + 1}]"
     if isinstance(value, str):
@@ -500,7 +536,15 @@ def config_from_dict(
     ice = webrtc_t.raw("ice_servers") or []
     if not isinstance(ice, list):
         raise webrtc_t.error("ice_servers", "must be a list")
-    webrtc = WebRTCConfig(tuple(_ice_server(v, webrtc_t, i) for i, v in enumerate(ice)))
+    webrtc = WebRTCConfig(
+        ice_servers=tuple(_ice_server(v, webrtc_t, i) for i, v in enumerate(ice)),
+        addresses=_ip_list(webrtc_t, "addresses"),
+        announce=_converted(webrtc_t, "announce", _ip),
+        max_sessions=webrtc_t.int_("max_sessions", 200, minimum=0) or 0,
+        max_sessions_per_camera=webrtc_t.int_("max_sessions_per_camera", 100, minimum=0) or 0,
+        connect_timeout=webrtc_t.float_("connect_timeout", 10.0),
+        consent_timeout=webrtc_t.float_("consent_timeout", 30.0),
+    )
     webrtc_t.finish()
 
     hls_t = root.table("hls")

@@ -158,12 +158,85 @@ class HlsCollector(Collector):
         yield from gauges.values()
 
 
-def make_registry(snapshots: Callable[[], Iterable[dict[str, Any]]]) -> CollectorRegistry:
-    """Return a registry (not the process-global one) exposing ingest state."""
+#: (metric suffix, ``outputs.webrtc`` key, help) for the per-camera WebRTC counters.
+_WEBRTC_COUNTERS = (
+    ("sessions_started", "sessions_started", "WHEP sessions started"),
+    ("video_sent_bytes", "video_bytes", "H.264 RTP payload bytes sent to WebRTC viewers"),
+    ("video_sent_packets", "video_packets", "H.264 RTP packets sent to WebRTC viewers"),
+    ("audio_sent_bytes", "audio_bytes", "Opus RTP payload bytes sent to WebRTC viewers"),
+    ("audio_sent_packets", "audio_packets", "Opus RTP packets sent to WebRTC viewers"),
+    ("keyframe_requests", "keyframe_requests", "PLI and FIR received from WebRTC viewers"),
+    ("payloads_prepared", "payloads_prepared", "Frames packetized (once for every viewer)"),
+)
+
+
+class WebRtcCollector(Collector):
+    """Collect the WHEP sessions per camera and the app-wide refusals at scrape time."""
+
+    def __init__(
+        self,
+        snapshots: Callable[[], Iterable[dict[str, Any]]],
+        app_stats: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._snapshots = snapshots
+        self._app_stats = app_stats
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the per-camera families, the per-session RTT, and the app-wide counters."""
+        labels = ["camera"]
+        sessions = GaugeMetricFamily("gateway_webrtc_sessions", "Live WHEP sessions", labels=labels)
+        rtt = GaugeMetricFamily(
+            "gateway_webrtc_rtt_seconds",
+            "Round-trip time of each live WHEP session (from RTCP receiver reports)",
+            labels=["camera", "session"],
+        )
+        counters = {
+            key: CounterMetricFamily(f"gateway_webrtc_{name}", text, labels=labels)
+            for name, key, text in _WEBRTC_COUNTERS
+        }
+        for camera in self._snapshots():
+            webrtc = camera.get("outputs", {}).get("webrtc")
+            if webrtc is None:
+                continue
+            ident = [camera["name"]]
+            sessions.add_metric(ident, float(webrtc["sessions"]))
+            for session, ms in webrtc.get("rtt_ms", {}).items():
+                rtt.add_metric([camera["name"], session], ms / 1000)
+            for key, family in counters.items():
+                family.add_metric(ident, float(webrtc.get(key, 0)))
+        stats = self._app_stats()
+        connections = CounterMetricFamily(
+            "gateway_webrtc_peer_connections", "Peer connections made for WHEP sessions"
+        )
+        connections.add_metric([], float(stats.get("peer_connections", 0)))
+        refused = CounterMetricFamily(
+            "gateway_webrtc_refused", "WHEP requests refused, by HTTP status", labels=["status"]
+        )
+        for status, count in sorted(stats.get("refused", {}).items()):
+            refused.add_metric([str(status)], float(count))
+        ended = CounterMetricFamily(
+            "gateway_webrtc_sessions_ended", "WHEP sessions ended, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(stats.get("ended", {}).items()):
+            ended.add_metric([reason], float(count))
+        yield sessions
+        yield rtt
+        yield from counters.values()
+        yield connections
+        yield refused
+        yield ended
+
+
+def make_registry(
+    snapshots: Callable[[], Iterable[dict[str, Any]]],
+    webrtc: Callable[[], dict[str, Any]] = dict,
+) -> CollectorRegistry:
+    """Return a registry (not the process-global one) exposing the cameras' state."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(snapshots))
     registry.register(RenditionCollector(snapshots))
     registry.register(HlsCollector(snapshots))
+    registry.register(WebRtcCollector(snapshots, webrtc))
     return registry
 
 

@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Literal
 
 from aiohttp import web
 
 from gateway.config import GatewayConfig, LimitsConfig
 from gateway.errors import CapacityError
 from gateway.hub import CameraMedia, Cursor, Delivery, Ring
-from gateway.media import NS_PER_SECOND, Frame, Payload, StreamKind
+from gateway.media import Frame, Payload, StreamKind
 from gateway.mux.progressive import AudioFormat, ProgressiveMuxer
 from gateway.mux.tracks import AudioCodec
 from gateway.transcode import ParamError
@@ -33,7 +32,7 @@ from .axis import SETTINGS, AxisSettings
 from .axis.streaming import DURATION, MAXLAG, Parser, StreamOptions, error, parse_stream_options
 from .egress import ClientEgress
 from .keys import find_media
-from .streaming import cursor_clients, ready_within, serve_cursor
+from .streaming import cursor_clients, keyframe_start, ready_within, serve_cursor
 
 MP4_PATH = "/mp4/{camera}"
 #: What a viewer may ask: ``maxlag`` (ms, below 500 means 500) and ``duration`` (s).
@@ -43,9 +42,6 @@ MP4_HEADERS = {
     "Cache-Control": "no-cache, no-store",
     "X-Content-Type-Options": "nosniff",
 }
-#: A held keyframe at most this old is where a new viewer starts; an older one means
-#: asking the encoder for an IDR (the viewer would otherwise start that far behind).
-FRESH_KEYFRAME_NS = NS_PER_SECOND // 5
 #: Audio frames sent per fragment at most (about 10 s of AAC).
 MAX_AUDIO_FRAMES = 512
 
@@ -141,20 +137,6 @@ def _later(a: Frame, b: Frame) -> bool:
     return a.pts * ta.numerator * tb.denominator > b.pts * tb.numerator * ta.denominator
 
 
-def _start(ring: Ring, now_ns: int) -> Literal["newest_cut"] | int:
-    """Return where a new viewer starts: the newest keyframe if fresh, else the next IDR.
-
-    Fresh is measured against ``now_ns`` (monotonic), not the ring's newest frame: an
-    encode that idled without viewers holds old frames only.
-    """
-    cut = ring.newest_cut
-    keyframe = None if cut is None else ring.get(cut)
-    if keyframe is not None and now_ns - keyframe.received_ns <= FRESH_KEYFRAME_NS:
-        return "newest_cut"
-    ring.request_keyframe()
-    return ring.next_seq
-
-
 def _audio_format(rendition: AudioRendition) -> AudioFormat:
     config = rendition.pipeline.config
     return AudioFormat(AudioCodec.AAC, config.sample_rate, config.channels, config.extradata)
@@ -212,7 +194,7 @@ async def _serve(
         try:
             cursor = leave.enter_context(
                 ring.subscribe(
-                    _start(ring, time.monotonic_ns()),
+                    keyframe_start(ring, time.monotonic_ns()),
                     maxlag_ns=options.maxlag_ns,
                     max_buffer_bytes=limits.client_buffer_bytes,
                     kind="mp4",

@@ -14,11 +14,12 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 from aiohttp import web
 
 from gateway.hub import Cursor, Delivery, Ring
-from gateway.media import Payload
+from gateway.media import NS_PER_SECOND, Payload
 
 from .egress import ClientEgress
 
@@ -246,6 +247,26 @@ class CursorPump:
         if cursor.maxlag_ns is not None:
             return cursor.lag_ns > cursor.maxlag_ns
         return self._queued > cursor.max_buffer_bytes
+
+
+#: A held keyframe at most this old is where a new viewer starts; an older one means
+#: asking the encoder for an IDR (the viewer would otherwise start that far behind).
+FRESH_KEYFRAME_NS = NS_PER_SECOND // 5
+
+
+def keyframe_start(ring: Ring, now_ns: int) -> Literal["newest_cut"] | int:
+    """Return where a new viewer of an encode starts: the newest keyframe if fresh, else
+    the next IDR (asked of the encoder, which rate-limits it).
+
+    Fresh is measured against ``now_ns`` (monotonic), not the ring's newest frame: an
+    encode that idled without viewers holds old frames only.
+    """
+    cut = ring.newest_cut
+    keyframe = None if cut is None else ring.get(cut)
+    if keyframe is not None and now_ns - keyframe.received_ns <= FRESH_KEYFRAME_NS:
+        return "newest_cut"
+    ring.request_keyframe()
+    return ring.next_seq
 
 
 async def ready_within(cursor: Cursor, seconds: float) -> bool:
