@@ -153,8 +153,10 @@ def latency_figures(
         **spread(received, "glass_to_receive_ms"),
         "presented_fps": round(presented / seconds, 2),
         "frames_skipped": skipped,
-        "first_sample_ms": r1(shown[0]) if shown else None,
-        "last_second_ms": r1(statistics.median(shown[-25:])) if shown else None,
+        # Whether the latency moved over the window: the median of each second.
+        "per_second_ms": [
+            r1(statistics.median(shown[i : i + 25])) for i in range(0, len(shown), 25)
+        ],
     }
 
 
@@ -171,7 +173,19 @@ def inbound_figures(stats: dict[str, Any]) -> dict[str, Any]:
         "freeze_count": video.get("freezeCount"),
         "pli_count": video.get("pliCount"),
         "packets_lost": video.get("packetsLost"),
+        # Averages over the session: what the jitter buffer held each frame, what it aimed
+        # for, and from the first packet's arrival to the decoded frame.
         "jitter_buffer_ms": (r1(1e3 * video["jitterBufferDelay"] / emitted) if emitted else None),
+        "jitter_buffer_target_ms": (
+            r1(1e3 * video["jitterBufferTargetDelay"] / emitted)
+            if emitted and "jitterBufferTargetDelay" in video
+            else None
+        ),
+        "processing_ms": (
+            r1(1e3 * video["totalProcessingDelay"] / decoded)
+            if decoded and "totalProcessingDelay" in video
+            else None
+        ),
         "decode_ms": r1(1e3 * video["totalDecodeTime"] / decoded) if decoded else None,
         "audio_packets": stats.get("audio", {}).get("packetsReceived"),
         "pair": selected_pair(stats),
