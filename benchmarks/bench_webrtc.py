@@ -30,7 +30,7 @@ viewer); on the naive server, every session is its own pipeline.
 Budgets (issue 10): added CPU per viewer <= 0.3% of a core; glass-to-browser <= 150 ms
 (aim 100 ms); first picture <= 0.5 s.
 
-    python benchmarks/bench_webrtc.py [--quick] [--window S] [--only gateway|naive]
+    python benchmarks/bench_webrtc.py [--quick] [--window S] [--only gateway|naive] [--video-only]
 
 Needs Chromium and Playwright (``apt-get install chromium``). The last line of stdout
 is one JSON object.
@@ -204,7 +204,7 @@ async def measure_gateway(args: argparse.Namespace, sim_port: int, tmp: Path) ->
         result["chromium_cold"] = await chromium_sessions(
             url, args, sessions=args.cold_sessions, port=port
         )
-        pool = ViewerPool(url)
+        pool = ViewerPool(url, audio=not args.video_only)
         try:
 
             async def sessions() -> int | None:
@@ -228,7 +228,7 @@ async def measure_naive(args: argparse.Namespace, sim_port: int, tmp: Path) -> d
     with naive_server(sim_port, tmp) as (pid, port):
         url = f"http://127.0.0.1:{port}{WHEP_PATH}"
         print("naive aiortc server (a decode and an encode per viewer)", flush=True)
-        pool = ViewerPool(url)
+        pool = ViewerPool(url, audio=not args.video_only)
 
         async def sessions() -> int | None:
             found = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/sessions")
@@ -343,6 +343,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "window_s": args.window,
         "latency_window_s": args.latency_window,
         "counts": list(args.counts),
+        "video_only": args.video_only,
     }
     with tempfile.TemporaryDirectory(prefix="bench-webrtc-") as tmpdir, simulator() as sim:
         tmp = Path(tmpdir)
@@ -362,6 +363,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 and 5 viewers, 8 s windows")
     parser.add_argument("--window", type=float, help="seconds measured per step (20; 8)")
     parser.add_argument("--only", choices=["gateway", "naive"], help="measure one server")
+    parser.add_argument(
+        "--video-only", action="store_true", help="aiortc viewers offer no audio (Chromium does)"
+    )
     parser.add_argument(
         "--naive-max-core", type=float, default=150.0,
         help="%% of a core the naive server may be projected to use at its next step",

@@ -42,12 +42,12 @@ class Viewer:
         self.ready: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, url: str, *, decode: bool) -> Viewer:
+    async def start(cls, url: str, *, decode: bool, audio: bool = True) -> Viewer:
         """Start a viewer of WHEP endpoint url; return once it plays (or raise ViewerError)."""
         env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the checkout's gateway package
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(HERE / "webrtc_viewers.py"), url,
-            *(["--decode"] if decode else []),
+            *(["--decode"] if decode else []), *([] if audio else ["--video-only"]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             preexec_fn=_die_with_parent, env=env, cwd=ROOT,
         )  # fmt: skip
@@ -99,8 +99,9 @@ class Viewer:
 class ViewerPool:
     """The viewers of one server; the first one decodes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, audio: bool = True) -> None:
         self.url = url
+        self.audio = audio
         self.viewers: list[Viewer] = []
         self.failures: list[str] = []
 
@@ -111,7 +112,8 @@ class ViewerPool:
         async def one(decode: bool) -> None:
             async with gate:
                 try:
-                    self.viewers.append(await Viewer.start(self.url, decode=decode))
+                    viewer = await Viewer.start(self.url, decode=decode, audio=self.audio)
+                    self.viewers.append(viewer)
                 except ViewerError as exc:
                     self.failures.append(str(exc))
 

@@ -1,6 +1,6 @@
 """One aiortc WHEP viewer per process, for the WebRTC benchmark: it counts what arrives.
 
-    python benchmarks/webrtc_viewers.py URL [--decode]
+    python benchmarks/webrtc_viewers.py URL [--decode] [--video-only]
 
 Runs as its own process, so that its CPU is not the measured server's. It offers
 receive-only H.264 video and Opus audio (candidates on 127.0.0.1 only, all in the offer),
@@ -176,13 +176,13 @@ async def stats(tally: Tally, pc: Any) -> dict[str, Any]:
     return out
 
 
-async def watch(url: str, *, decode: bool) -> None:
+async def watch(url: str, *, decode: bool, audio: bool) -> None:
     """Open the session, report when it plays, then serve commands until told to quit."""
     loop = asyncio.get_running_loop()
     tally = Tally(loop)
     install(tally, decode=decode)
     pc = peer_connection()
-    for kind in ("video", "audio"):
+    for kind in ("video", "audio") if audio else ("video",):
         prefer(pc.addTransceiver(kind, direction="recvonly"))
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -229,8 +229,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("url", help="the WHEP endpoint, http://127.0.0.1:PORT/whep/CAMERA")
     parser.add_argument("--decode", action="store_true", help="decode, and read the latency")
+    parser.add_argument("--video-only", action="store_true", help="offer no audio")
     args = parser.parse_args()
-    uvloop.run(watch(args.url, decode=args.decode))
+    uvloop.run(watch(args.url, decode=args.decode, audio=not args.video_only))
 
 
 if __name__ == "__main__":
