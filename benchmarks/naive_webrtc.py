@@ -36,6 +36,7 @@ import numpy as np
 from aiohttp import ClientSession, ClientTimeout, web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 from webrtc_common import loopback_gathering, peer_connection, prefer
 
 from gateway.demux.multipart import MultipartDemuxer, PartReceived, StreamEnded
@@ -235,15 +236,17 @@ async def offer(request: web.Request) -> web.Response:
     pc = peer_connection()
     session = Session(pc)
     source = app[SOURCE]
-    session.tracks += [
-        MjpegTrack(source + MJPEG_PATH),
-        AxisAudioTrack(source + AUDIO_PATH, app[HTTP]),
-    ]
-    # Transceivers made before the offer is applied take its m-lines, and their codec
-    # preferences decide the answer's codecs (applied later, they would not).
-    for track in session.tracks:
-        prefer(pc.addTransceiver(track, direction="sendonly"))
     try:
+        kinds = [m.kind for m in SessionDescription.parse(sdp).media]
+        # Transceivers made before the offer is applied take its m-lines (one per kind
+        # it has), and their codec preferences decide the answer's codecs (applied
+        # later, they would not).
+        if "video" in kinds:
+            session.tracks.append(MjpegTrack(source + MJPEG_PATH))
+        if "audio" in kinds:
+            session.tracks.append(AxisAudioTrack(source + AUDIO_PATH, app[HTTP]))
+        for track in session.tracks:
+            prefer(pc.addTransceiver(track, direction="sendonly"))
         await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
         with loopback_gathering():
             await pc.setLocalDescription(await pc.createAnswer())

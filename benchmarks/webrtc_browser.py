@@ -99,18 +99,26 @@ def check_reader(check: dict[str, Any] | None) -> str:
     return "ok" if code == page else f"page read {page}, read_block_code {code}"
 
 
-async def play(page: Page, url: str, *, seconds: float, settle: float) -> dict[str, Any]:
+async def play(
+    page: Page, url: str, *, seconds: float, settle: float, audio: bool = True
+) -> dict[str, Any]:
     """Play WHEP endpoint url for settle + seconds; return the first picture's and latency figures.
 
-    ``seconds == 0``: only the first picture (and the session's setup times).
+    ``seconds == 0``: only the first picture (and the session's setup times). ``audio``:
+    whether the offer asks for audio too. With audio, Chromium holds video back to play
+    it in sync with the audio (one msid stream: RTCP sender reports tie the two clocks),
+    so the video's latency is the later of the two paths'.
     """
-    started = await page.evaluate("(url) => window.harness.start(url)", url)
+    started = await page.evaluate(
+        "([url, audio]) => window.harness.start(url, audio)", [url, audio]
+    )
     await page.wait_for_function(
         "() => window.harness.firstPicture !== null", timeout=FIRST_PICTURE_TIMEOUT * 1e3
     )
     marks = await page.evaluate("() => window.harness.marks")
     first = await page.evaluate("() => window.harness.firstPicture")
     out: dict[str, Any] = {
+        "audio": audio,
         "offer_candidates": started["offerCandidates"],
         "gather_ms": r1(marks["offer"] - marks["start"]),
         "answer_ms": r1(marks["answer"] - marks["offer"]),
