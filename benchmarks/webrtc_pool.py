@@ -153,6 +153,7 @@ async def measure_step(
         return [scale * (b[key] - a[key]) / (b["time"] - a["time"]) for a, b in pairs]
 
     fps, audio, kbps = rates("frames"), rates("audio_frames"), rates("bytes", 8e-3)
+    packets = rates("video_packets")
     first, last = before[0], after[0]  # the decoding viewer
     rss, threads = status(pid)
     row: dict[str, Any] = {
@@ -164,6 +165,7 @@ async def measure_step(
         "fps_mean": round(statistics.fmean(fps), 2),
         "audio_packets_per_s_mean": round(statistics.fmean(audio), 1),
         "video_kbit_s_mean": round(statistics.fmean(kbps), 1),
+        "video_packets_per_s_mean": round(statistics.fmean(packets), 1),
         "video_packets_lost": sum(b["video_lost"] - a["video_lost"] for a, b in pairs),
         "not_connected": sum(b["state"] != "connected" for b in after),
         "viewers_core_percent": round(
