@@ -19,13 +19,14 @@ from gateway.config import (
     GatewayConfig,
     ServerConfig,
     default_config_text,
-    is_loopback,
     load_config,
     parse_config,
     parse_listen,
     parse_resolution,
+    read_config_text,
 )
-from gateway.errors import GatewayError
+from gateway.config_check import check_config, config_warnings
+from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
 
@@ -90,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("url", help="camera base URL or stream URL (credentials may be in it)")
     probe.add_argument("--timeout", type=float, default=10.0)
 
-    check = sub.add_parser("check-config", help="validate a configuration file")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration file: every error, then warnings (exit 1 if invalid)",
+    )
     check.add_argument("path")
     return parser
 
@@ -124,8 +128,6 @@ async def _serve(config: GatewayConfig) -> int:
     from gateway.app import create_app  # noqa: PLC0415 - keep `check-config` light
 
     host, port = config.server.host, config.server.port
-    if not config.users and not is_loopback(host):
-        log.warning("no [[users]] configured: only loopback clients will be admitted")
     runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -173,7 +175,33 @@ def _config_for_serve(args: argparse.Namespace) -> GatewayConfig:
     if args.listen:
         host, port = args.listen
         config = dataclasses.replace(config, server=ServerConfig(host, port))
+    for warning in config_warnings(config):
+        log.warning("config: %s", warning)
     return config
+
+
+def _check_config(path: str) -> int:
+    """Print every problem of the configuration at ``path``, one line each; 1 if invalid."""
+    try:
+        report = check_config(read_config_text(path))
+    except ConfigError as exc:  # unreadable
+        sys.stdout.write(f"error: {exc}\n")
+        return 1
+    lines = [f"error: {line}" for line in report.errors]
+    lines += [f"warning: {line}" for line in report.warnings]
+    if report.config is None:
+        lines.append(f"{path}: invalid: {_count(len(report.errors), 'error')}")
+    else:
+        cameras = report.config.cameras
+        names = ", ".join(c.name for c in cameras)
+        warned = _count(len(report.warnings), "warning")
+        lines.append(f"{path}: ok ({_count(len(cameras), 'camera')}: {names}), {warned}")
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    return 0 if report.config is not None else 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,10 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "check-config":
-            config = load_config(args.path)
-            names = ", ".join(c.name for c in config.cameras)
-            sys.stdout.write(f"{args.path}: ok ({len(config.cameras)} cameras: {names})\n")
-            return 0
+            return _check_config(args.path)
         if args.command == "serve":
             return _run(_serve(_config_for_serve(args)))
         if args.command == "sim":
@@ -198,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GatewayError as exc:
         from gateway.ingest import redact  # noqa: PLC0415
 
-        sys.stderr.write(f"gateway: error: {redact(str(exc))}\n")
+        for line in str(exc).splitlines():
+            sys.stderr.write(f"gateway: error: {redact(line)}\n")
         return 2
     except OSError as exc:
         sys.stderr.write(f"gateway: error: {exc.strerror or exc}\n")

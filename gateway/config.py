@@ -10,14 +10,14 @@ import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.config_table import Reader
+from gateway.config_table import Table as _Table
 from gateway.demux.mpeg2_sync import ContainerFormat
 from gateway.errors import ConfigError
 
-_E = TypeVar("_E", bound=enum.Enum)
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -226,113 +226,6 @@ class GatewayConfig:
         return tuple(v for v in values if v)
 
 
-class _Table:
-    """A TOML table being read: typed getters that name the key in every error."""
-
-    def __init__(self, data: Mapping[str, Any], path: str, env: Mapping[str, str]) -> None:
-        self._data = data
-        self._path = path
-        self._env = env
-        self._seen: set[str] = set()
-
-    def _key(self, key: str) -> str:
-        return f"{self._path}.{key}" if self._path else key
-
-    def error(self, key: str, message: str) -> ConfigError:
-        """Return an error naming ``key`` in this table."""
-        return ConfigError(f"{self._key(key)}: {message}")
-
-    def raw(self, key: str) -> Any:
-        """Return the value at ``key`` (None if absent), marking the key as known."""
-        self._seen.add(key)
-        return self._data.get(key)
-
-    def str_(self, key: str, default: str | None = None) -> str | None:
-        """Return a string, with ``${ENV}`` references expanded."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            raise self.error(key, "must be a string")
-        return self._expand(key, value)
-
-    def int_(self, key: str, default: int | None = None, *, minimum: int = 1) -> int | None:
-        """Return an integer >= ``minimum``."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise self.error(key, f"must be {kind}")
-        return value
-
-    def float_(
-        self, key: str, default: float, *, minimum: float = 0.0, strict: bool = True
-    ) -> float:
-        """Return a number above (or, if not ``strict``, at least) ``minimum``."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not ok or (value <= minimum if strict else value < minimum):
-            bound = "greater than" if strict else "at least"
-            raise self.error(key, f"must be a number {bound} {minimum:g}")
-        return float(value)
-
-    def bool_(self, key: str, default: bool) -> bool:
-        """Return a boolean."""
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self.error(key, "must be true or false")
-        return value
-
-    def enum_(self, key: str, kind: type[_E], default: _E) -> _E:
-        """Return the member of ``kind`` whose value is the string at ``key``."""
-        value = self.str_(key)
-        if value is None:
-            return default
-        try:
-            return kind(value)
-        except ValueError:
-            allowed = ", ".join(repr(m.value) for m in kind)
-            raise self.error(key, f"must be one of {allowed}") from None
-
-    def table(self, key: str) -> _Table:
-        """Return the sub-table at ``key`` (empty if absent)."""
-        value = self.raw(key)
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise self.error(key, "must be a table")
-        return _Table(value, self._key(key), self._env)
-
-    def tables(self, key: str) -> list[_Table]:
-        """Return the array of tables at ``key``."""
-        value = self.raw(key)
-        if value is None:
-            return []
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.error(key, "must be an array of tables ([[" + key + "]])")
-        return [_Table(v, f"{self._key(key)}[{i + 1}]", self._env) for i, v in enumerate(value)]
-
-    def finish(self) -> None:
-        """Raise if the table holds a key nobody asked for."""
-        unknown = sorted(set(self._data) - self._seen)
-        if unknown:
-            raise self.error(unknown[0], "unknown key")
-
-    def _expand(self, key: str, value: str) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name not in self._env:
-                raise self.error(key, f"environment variable {name} is not set")
-            return self._env[name]
-
-        return _ENV_REF.sub(substitute, value)
-
-
 def parse_listen(text: str) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port`` for IPv6) into its parts."""
     host, sep, port = text.rpartition(":")
@@ -369,43 +262,49 @@ def _converted(table: _Table, key: str, parse: Callable[[str], Any]) -> Any:
     try:
         return parse(text)
     except ValueError as exc:
-        raise table.error(key, str(exc)) from None
+        table.error(key, str(exc))
+        return None
 
 
-def _source(table: _Table) -> str:
+def _source(table: _Table) -> str | None:
     source = table.str_("source")
     if source is None:
-        raise table.error("source", 'is required ("sim" or http://camera-host[:port])')
+        table.error("source", 'is required ("sim" or http://camera-host[:port])', causes=["source"])
+        return None
     if source == "sim":
         return source
     parts = urlsplit(source)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise table.error("source", 'must be "sim" or an http:// or https:// camera URL')
-    if parts.username or parts.password:
-        raise table.error("source", "must not hold credentials; use username and password")
-    if parts.path not in ("", "/") or parts.query:
-        raise table.error("source", "must be the camera's base URL, without path or query")
-    return f"{parts.scheme}://{parts.netloc}"
+        table.error("source", 'must be "sim" or an http:// or https:// camera URL')
+    elif parts.username or parts.password:
+        table.error("source", "must not hold credentials; use username and password")
+    elif parts.path not in ("", "/") or parts.query:
+        table.error("source", "must be the camera's base URL, without path or query")
+    else:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
 
 
 def _camera(table: _Table, index: int) -> CameraConfig:
     name = table.str_("name")
     if name is None or not _CAMERA_NAME.fullmatch(name) or name.isdigit():
-        raise table.error("name", "is required: letters, digits, '.', '_' or '-', not only digits")
+        message = "is required: letters, digits, '.', '_' or '-', not only digits"
+        table.error("name", message, causes=["name"])
+        name = ""
     source = _source(table)
     sim = source == "sim"
     password = table.str_("password")
     camera = CameraConfig(
         name=name,
         index=index,
-        source=source,
+        source=source or "",
         username=table.str_("username"),
         password=Secret(password) if password is not None else None,
         mjpeg=table.bool_("mjpeg", True),
         mpeg2=table.bool_("mpeg2", sim),
         audio=table.bool_("audio", sim),
         channel=table.int_("channel"),
-        fps=table.int_("fps"),
+        fps=table.int_("fps", maximum=120),
         resolution=_converted(table, "resolution", parse_resolution),
         rate_param=table.enum_("rate_param", RateParam, RateParam.FPS),
         audio_codec=table.enum_("audio_codec", AudioCodec, AudioCodec.G726),
@@ -416,15 +315,14 @@ def _camera(table: _Table, index: int) -> CameraConfig:
         sim_mpeg2_format=table.enum_("sim_mpeg2_format", ContainerFormat, ContainerFormat.ES),
     )
     if not sim and table.raw("sim_mpeg2_format") is not None:
-        raise table.error("sim_mpeg2_format", 'is for source = "sim" only')
+        table.error("sim_mpeg2_format", 'is for source = "sim" only', causes=["source"])
     if camera.password is not None and camera.username is None:
-        raise table.error("username", "is required when password is set")
+        table.error("username", "is required when password is set", causes=["username"])
     if not (camera.mjpeg or camera.mpeg2 or camera.audio):
-        raise table.error("mjpeg", "at least one of mjpeg, mpeg2 and audio must be true")
-    if camera.fps is not None and camera.fps > 120:
-        raise table.error("fps", "must be at most 120")
+        message = "at least one of mjpeg, mpeg2 and audio must be true"
+        table.error("mjpeg", message, causes=["mjpeg", "mpeg2", "audio"])
     if camera.video_source is VideoSource.MPEG2 and not camera.mpeg2:
-        raise table.error("video_source", '"mpeg2" needs mpeg2 = true')
+        table.error("video_source", '"mpeg2" needs mpeg2 = true', causes=["mpeg2"])
     if camera.video_source is VideoSource.MJPEG and not camera.mjpeg and camera.mpeg2:
         # Without MJPEG the only picture to encode is the MPEG-2 stream.
         camera = replace(camera, video_source=VideoSource.MPEG2)
@@ -435,22 +333,20 @@ def _camera(table: _Table, index: int) -> CameraConfig:
 def _h264(table: _Table) -> H264Config:
     encoder = table.str_("encoder", "libx264") or "libx264"
     if not re.fullmatch(r"[a-z0-9_]{1,32}", encoder):
-        raise table.error("encoder", "must be an encoder name such as libx264 or h264_nvenc")
+        table.error("encoder", "must be an encoder name such as libx264 or h264_nvenc")
     preset = table.str_("preset", "veryfast") or "veryfast"
     if preset not in _X264_PRESETS:
-        raise table.error("preset", f"must be one of {', '.join(_X264_PRESETS)}")
+        table.error("preset", f"must be one of {', '.join(_X264_PRESETS)}")
     config = H264Config(
         encoder=encoder,
         preset=preset,
         bitrate_kbps=table.int_("bitrate_kbps", 0, minimum=0) or 0,
         max_size=_converted(table, "max_size", parse_resolution) or (1280, 720),
-        keyframe_seconds=table.float_("keyframe_seconds", 0.0) or None,
+        keyframe_seconds=table.float_("keyframe_seconds", 0.0, maximum=60) or None,
         max_fps=table.int_("max_fps"),
     )
     if config.max_size[0] < 16 or config.max_size[1] < 16:
-        raise table.error("max_size", "must be at least 16x16")
-    if config.keyframe_seconds is not None and config.keyframe_seconds > 60:
-        raise table.error("keyframe_seconds", "must be at most 60")
+        table.error("max_size", "must be at least 16x16")
     table.finish()
     return config
 
@@ -483,27 +379,54 @@ def _ip_list(table: _Table, key: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise table.error(key, "must be a list of IP address strings")
+        table.error(key, "must be a list of IP address strings")
+        return ()
     try:
         return tuple(_ip(v) for v in value)
     except ValueError as exc:
-        raise table.error(key, str(exc)) from None
+        table.error(key, str(exc))
+        return ()
 
 
-def _ice_server(value: Any, table: _Table, i: int) -> IceServer:
+#: A STUN or TURN server URL (RFC 7064, RFC 7065): ``turn:host[:port][?transport=udp|tcp]``.
+_ICE_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?(?:\?transport=(?P<transport>udp|tcp))?"
+)
+
+
+def _ice_url(url: str) -> bool:
+    """Return True for a STUN or TURN URL a peer connection accepts."""
+    match = _ICE_URL.fullmatch(url)
+    if match is None:
+        return False
+    if match["scheme"].startswith("stun") and match["transport"]:
+        return False  # RFC 7064: a STUN URI has no transport
+    return match["port"] is None or 0 < int(match["port"]) <= 65535
+
+
+def _ice_server(value: Any, table: _Table, i: int) -> IceServer | None:
     key = f"ice_servers[{i + 1}]"
     if isinstance(value, str):
-        return IceServer(urls=(value,))
-    if not isinstance(value, dict):
-        raise table.error(
-            key, "must be a URL string or a table {urls=..., username=..., credential=...}"
-        )
-    entry = _Table(value, table._key(key), table._env)
-    urls = entry.raw("urls")
-    if isinstance(urls, str):
-        urls = [urls]
+        entry, urls = None, [value]
+    elif isinstance(value, dict):
+        entry = table.entry(key, value)
+        urls = entry.raw("urls")
+        urls = [urls] if isinstance(urls, str) else urls
+    else:
+        message = "must be a URL string or a table {urls=..., username=..., credential=...}"
+        table.error(key, message)
+        return None
+    where, url_key = (table, key) if entry is None else (entry, "urls")
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise entry.error("urls", "must be a URL string or a list of them")
+        where.error(url_key, "must be a URL string or a list of them")
+        urls = []
+    for url in urls:
+        if not _ice_url(url):
+            message = f"{url!r} is not stun:HOST[:PORT] or turn:HOST[:PORT][?transport=udp|tcp]"
+            where.error(url_key, message)
+    if entry is None:
+        return IceServer(urls=tuple(urls))
     credential = entry.str_("credential")
     server = IceServer(
         urls=tuple(urls),
@@ -517,9 +440,24 @@ def _ice_server(value: Any, table: _Table, i: int) -> IceServer:
 def config_from_dict(
     data: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
-    """Validate parsed TOML and return the configuration; errors name the key."""
-    root = _Table(data, "", os.environ if env is None else env)
+    """Validate parsed TOML and return the configuration.
 
+    Raises one ConfigError holding every problem found, each naming its key.
+    """
+    reader = Reader(os.environ if env is None else env)
+    config: GatewayConfig | None
+    try:
+        config = _read(reader.root(data))
+    except ConfigError as exc:  # a check that could not go on: report what it found
+        reader.add_raised(exc)
+        config = None
+    errors = reader.errors()
+    if errors or config is None:
+        raise ConfigError(*errors)
+    return config
+
+
+def _read(root: _Table) -> GatewayConfig:
     server = root.table("server")
     host, port = _converted(server, "listen", parse_listen) or ("127.0.0.1", 8080)
     server.finish()
@@ -535,9 +473,11 @@ def config_from_dict(
     webrtc_t = root.table("webrtc")
     ice = webrtc_t.raw("ice_servers") or []
     if not isinstance(ice, list):
-        raise webrtc_t.error("ice_servers", "must be a list")
+        webrtc_t.error("ice_servers", "must be a list")
+        ice = []
+    servers = [_ice_server(v, webrtc_t, i) for i, v in enumerate(ice)]
     webrtc = WebRTCConfig(
-        ice_servers=tuple(_ice_server(v, webrtc_t, i) for i, v in enumerate(ice)),
+        ice_servers=tuple(s for s in servers if s is not None),
         addresses=_ip_list(webrtc_t, "addresses"),
         announce=_converted(webrtc_t, "announce", _ip),
         max_sessions=webrtc_t.int_("max_sessions", 200, minimum=0) or 0,
@@ -554,28 +494,35 @@ def config_from_dict(
         idle_seconds=hls_t.float_("idle_seconds", 30.0),
     )
     if hls.part_seconds > hls.segment_seconds:
-        raise hls_t.error("part_seconds", "must not exceed segment_seconds")
+        causes = ["part_seconds", "segment_seconds"]
+        hls_t.error("part_seconds", "must not exceed segment_seconds", causes=causes)
     hls_t.finish()
 
     users = []
+    user_names: set[str] = set()
     for user_t in root.tables("users"):
         name = user_t.str_("name")
         password = user_t.str_("password")
         if not name:
-            raise user_t.error("name", "is required")
+            user_t.error("name", "is required", causes=["name"])
+        elif name in user_names:
+            user_t.error("name", f"duplicate user name {name!r}")
+        user_names.add(name or "")
         if not password:
-            raise user_t.error("password", "is required")
-        users.append(UserConfig(name, Secret(password), user_t.enum_("role", Role, Role.VIEWER)))
+            user_t.error("password", "is required", causes=["password"])
+        role = user_t.enum_("role", Role, Role.VIEWER)
+        users.append(UserConfig(name or "", Secret(password or ""), role))
         user_t.finish()
 
-    cameras = [_camera(t, i + 1) for i, t in enumerate(root.tables("cameras"))]
+    camera_tables = root.tables("cameras")
+    cameras = [_camera(t, i + 1) for i, t in enumerate(camera_tables)]
     if not cameras:
-        raise root.error("cameras", "at least one [[cameras]] entry is required")
-    seen: set[str] = set()
-    for cam in cameras:
-        if cam.name in seen:
-            raise ConfigError(f"cameras[{cam.index}].name: duplicate camera name {cam.name!r}")
-        seen.add(cam.name)
+        root.error("cameras", "at least one [[cameras]] entry is required", causes=["cameras"])
+    names: set[str] = set()
+    for cam, cam_t in zip(cameras, camera_tables, strict=True):
+        if cam.name and cam.name in names:
+            cam_t.error("name", f"duplicate camera name {cam.name!r}")
+        names.add(cam.name)
     root.finish()
     # The encode's keyframes line up with HLS segments unless the camera says otherwise.
     cameras = [
@@ -595,7 +542,7 @@ def config_from_dict(
 
 
 def parse_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Parse TOML text into a validated configuration."""
+    """Parse TOML text into a validated configuration (ConfigError: every problem)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -603,16 +550,23 @@ def parse_config(text: str, env: Mapping[str, str] | None = None) -> GatewayConf
     return config_from_dict(data, env)
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Read and validate the configuration file at ``path``."""
+def read_config_text(path: str | Path) -> str:
+    """Return the text of the configuration file at ``path``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text") from None
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and validate the configuration file at ``path``; errors are prefixed with it."""
+    text = read_config_text(path)
     try:
         return parse_config(text, env)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(*(f"{path}: {m}" for m in exc.messages)) from None
 
 
 def default_config_text() -> str:

@@ -20,7 +20,12 @@ class CapacityError(GatewayError):
 
 
 class ConfigError(GatewayError):
-    """The configuration is invalid; the message names the offending key."""
+    """The configuration is invalid; each message names the offending key."""
+
+    def __init__(self, *messages: str) -> None:
+        super().__init__("\n".join(messages))
+        #: Every problem found, one line each (``key: what is wrong``).
+        self.messages = messages
 
 
 class AuthError(RemoteProtocolError):

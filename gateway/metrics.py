@@ -215,7 +215,7 @@ class WebRtcCollector(Collector):
         for status, count in sorted(stats.get("refused", {}).items()):
             refused.add_metric([str(status)], float(count))
         ended = CounterMetricFamily(
-            "gateway_webrtc_sessions_ended", "WHEP sessions ended, by reason", labels=["reason"]
+            "gateway_webrtc_sessions_ended", "WHEP sessions ended, by cause", labels=["cause"]
         )
         for reason, count in sorted(stats.get("ended", {}).items()):
             ended.add_metric([reason], float(count))

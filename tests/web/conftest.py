@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,24 @@ from tests.web.hls_player import HlsPlayer, OpenPlayer, open_player
 if TYPE_CHECKING:
     from playwright.async_api import Page
 
+#: Features Playwright (1.65) disables with its own ``--disable-features``. Chromium honours
+#: only the last such switch, so the one below repeats them (MediaRouter would look for
+#: cast devices on the network, the others call Google) beside the one WebRTC needs.
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose",
+    "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable",
+    "LensOverlay",
+    "MediaRouter",
+    "PaintHolding",
+    "ThirdPartyStoragePartitioning",
+    "AvoidCorsURLLoaderRestartOnRedirect",
+    "OptimizationHints",
+    "NetworkTimeServiceQuerying",
+    "AimEnabled",
+    "PreconnectToSearch",
+)
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -29,6 +49,13 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # WebRTC with the tests' gateway, whose candidates are on 127.0.0.1 only. Chromium's
+    # host candidates are this machine's interface addresses by number, not mDNS names
+    # the gateway would resolve by multicast. (Chromium 156 on Linux gathers none on
+    # loopback even when allowed: its checks reach the gateway's 127.0.0.1 candidate
+    # from its own, within the machine.)
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, "WebRtcHideLocalIpsWithMdns")),
 ]
 #: The npm project pinning hls.js (package.json, package-lock.json; node_modules ignored).
 NPM_DIR = Path(__file__).parent
@@ -77,15 +104,55 @@ def installed_version() -> str | None:
     return str(package["version"])
 
 
+def config_text(webrtc: str = "") -> str:
+    """Return the embedded default config (camera ``demo``), WebRTC on loopback only.
+
+    ``webrtc`` adds lines to its ``[webrtc]`` table. aioice leaves 127.0.0.1 out of the
+    candidates it gathers unless ``addresses`` names it; the tests never leave loopback.
+    """
+    text = default_config_text()
+    table = "[webrtc]\n"
+    assert table in text
+    return text.replace(table, f'{table}addresses = ["127.0.0.1"]\n{webrtc}', 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningGateway:
+    """A gateway app serving on 127.0.0.1."""
+
+    #: Its base URL, no trailing slash.
+    url: str
+    #: The running app.
+    app: web.Application
+    #: Every request answered, as (method, path, status), in order.
+    requests: list[tuple[str, str, int]]
+
+
+@asynccontextmanager
+async def serve(text: str) -> AsyncIterator[RunningGateway]:
+    """Run the gateway with config ``text`` on a free loopback port."""
+    app = create_app(parse_config(text, {}))
+    requests: list[tuple[str, str, int]] = []
+
+    async def record(request: web.Request, response: web.StreamResponse) -> None:
+        requests.append((request.method, request.path, response.status))
+
+    app.on_response_prepare.append(record)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        yield RunningGateway(f"http://127.0.0.1:{runner.addresses[0][1]}", app, requests)
+    finally:
+        await runner.cleanup()
+
+
 @pytest.fixture
 async def gateway_url() -> AsyncIterator[str]:
     """Run the gateway with its embedded default config (camera ``demo``) on loopback."""
-    runner = web.AppRunner(create_app(parse_config(default_config_text(), {})), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    await runner.cleanup()
+    async with serve(config_text()) as gateway:
+        yield gateway.url
 
 
 @pytest.fixture

@@ -16,7 +16,12 @@ async def test_page_is_served_with_its_assets(gateway_url: str) -> None:
             assert response.status == 200
             assert response.content_type == "text/html"
             html = await response.text()
-        for asset in ("/static/app.js", "/static/style.css"):
+        for asset in (
+            "/static/whep.js",
+            "/static/player.js",
+            "/static/app.js",
+            "/static/style.css",
+        ):
             assert asset in html
             async with session.get(gateway_url + asset) as response:
                 assert response.status == 200
@@ -26,8 +31,9 @@ async def test_page_falls_back_to_moving_mjpeg_when_the_video_fails(
     gateway_url: str, browser_page: Any, tmp_path: Path
 ) -> None:
     page = browser_page
-    # The browser can fetch neither the fMP4 nor the HLS (where it would try that next):
-    # the card must show the MJPEG stream instead.
+    # The browser can fetch neither WHEP nor the fMP4 (that it tries next) nor the HLS
+    # (where it would try that last): the card must show the MJPEG stream instead.
+    await page.route("**/whep/**", lambda route: route.abort())
     await page.route("**/mp4/**", lambda route: route.abort())
     await page.route("**/hls/**", lambda route: route.abort())
     await page.goto(gateway_url + "/")
@@ -71,7 +77,8 @@ async def test_page_falls_back_to_moving_mjpeg_when_the_video_fails(
     shot = Path(os.environ.get("GATEWAY_SCREENSHOT_DIR", tmp_path)) / "web-page-mjpeg.png"
     await page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
-    # Once the video can be fetched again, "Retry video" swaps the MJPEG for it.
+    # Once the video can be fetched again, "Retry video" swaps the MJPEG for it (WHEP
+    # fails still: fMP4).
     await page.unroute("**/mp4/**")
     await card.locator(".retry").click()
     await page.wait_for_function(
@@ -133,14 +140,16 @@ async def test_page_links_hls_and_offers_it_where_the_browser_plays_it(
     assert "#EXT-X-STREAM-INF:" in playlist
     assert "/media.m3u8" in playlist
     source = card.locator("select.source")
+    assert await source.is_visible()
+    # WebRTC is the default; fMP4 and (where the browser plays it) HLS the viewer's choice.
+    assert await source.input_value() == "webrtc"
+    options = await source.locator("option").evaluate_all("(os) => os.map((o) => o.value)")
     native = await page.evaluate(NATIVE_HLS)
     if not native:  # older Chromium: no HLS without hls.js, which the page does not ship
-        assert await source.is_hidden()
-        await _wait_playing(page, "/mp4/demo")
+        assert options == ["webrtc", "mp4"]
         return
-    # The fMP4 stream stays the default; HLS is the viewer's choice.
-    assert await source.is_visible()
-    assert await source.input_value() == "mp4"
+    assert options == ["webrtc", "mp4", "hls"]
+    await source.select_option("mp4")
     await _wait_playing(page, "/mp4/demo")
     await _warm_hls(gateway_url)
     await source.select_option("hls")
@@ -158,6 +167,8 @@ async def test_page_falls_back_to_hls_when_the_fmp4_fails(
     gateway_url: str, browser_page: Any
 ) -> None:
     page = browser_page
+    # WHEP fails, then the fMP4 stream: the card tries HLS.
+    await page.route("**/whep/**", lambda route: route.abort())
     await page.route("**/mp4/**", lambda route: route.abort())
     await page.goto("about:blank")
     if not await page.evaluate(NATIVE_HLS):

@@ -29,6 +29,8 @@ async def test_video_plays_live_with_low_latency_and_unmutes(
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The viewer chose fMP4 before (WebRTC is the default: test_web_webrtc.py).
+    await page.add_init_script("localStorage.setItem('gateway.source', 'mp4')")
     await page.goto(gateway_url + "/")
     card = page.locator('article.camera[data-camera="demo"]')
     # Muted autoplay needs no gesture (the browser runs with its default autoplay policy).
@@ -39,6 +41,10 @@ async def test_video_plays_live_with_low_latency_and_unmutes(
     await page.wait_for_function(f"() => {VIDEO}.currentTime >= {start} + 2", timeout=30_000)
     assert await card.locator("img").is_hidden()
     assert "H.264 video" in await card.locator(".mode").inner_text()
+    # The overlay names the transport and estimates the delay from the buffered lead.
+    overlay = card.locator(".overlay")
+    assert await overlay.locator(".transport").inner_text() == "fMP4"
+    await overlay.locator(".latency", has_text="(estimate)").wait_for(timeout=15_000)
 
     first = await read_shown(page, SELECTOR)
     second = await read_shown(page, SELECTOR, after=first.frame)

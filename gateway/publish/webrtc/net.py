@@ -1,47 +1,81 @@
-"""Which local addresses a peer connection gathers host candidates on.
+"""Choose the addresses aioice gathers host candidates on, loopback included.
 
-aioice gathers on every interface address but ``127.0.0.1`` and has no per-connection
-choice. A gateway behind one public interface, in a container, or serving only this
-host needs one: ``[webrtc] addresses``. aioice looks the addresses up through its
-module-level ``get_host_addresses`` while a connection gathers, in the task that
-awaits ``setLocalDescription``; this module wraps that function once so that inside
-``gather_on(addresses)`` it answers with exactly those addresses, and as before
-everywhere else (a ``ContextVar``, so concurrent sessions never see each other's).
+aioice gathers on every interface address except 127.0.0.1 and ::1
+(``aioice.ice.get_host_addresses``), and aiortc gives no way to choose. A server must
+gather only on the addresses its configuration names, and tests must stay on loopback,
+so this module wraps that function once, at import: inside ``gather_on(addresses)`` a
+peer connection gathers on exactly those addresses; elsewhere aioice behaves as before.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import ipaddress
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 import aioice.ice
 
-_ADDRESSES: ContextVar[tuple[str, ...] | None] = ContextVar("gather_addresses", default=None)
+from gateway.errors import LocalProtocolError
 
 HostAddresses = Callable[[bool, bool], list[str]]
 
-
-def _wrap(original: HostAddresses) -> HostAddresses:
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        chosen = _ADDRESSES.get()
-        if chosen is None:
-            return original(use_ipv4, use_ipv6)
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    get_host_addresses.wrapped = original  # type: ignore[attr-defined]
-    return get_host_addresses
+# A ContextVar, not a global: gathering runs in tasks aiortc creates inside
+# setLocalDescription(), and each task copies the context it was created in.
+_CHOSEN: ContextVar[tuple[str, ...] | None] = ContextVar("gateway_gather_on", default=None)
+# Marks the wrapper, so importing this module twice (or reloading it) wraps only once.
+_MARK = "__gateway_gather_on__"
 
 
-if not hasattr(aioice.ice.get_host_addresses, "wrapped"):
-    aioice.ice.get_host_addresses = _wrap(aioice.ice.get_host_addresses)  # type: ignore[assignment]
-
-
-@contextlib.contextmanager
+@contextmanager
 def gather_on(addresses: Sequence[str] | None) -> Iterator[None]:
-    """Make peer connections gathering inside the block use ``addresses`` (None: all)."""
-    token = _ADDRESSES.set(None if not addresses else tuple(addresses))
+    """Make ICE gathering in this context use exactly ``addresses`` (None: aioice's choice).
+
+    :param addresses: IP literals (IPv4 or IPv6) to bind host candidates to, in order.
+    """
+    if addresses is not None:
+        for address in addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise LocalProtocolError(f"gather_on: {address!r} is not an IP address") from None
+    token = _CHOSEN.set(None if addresses is None else tuple(addresses))
     try:
         yield
     finally:
-        _ADDRESSES.reset(token)
+        _CHOSEN.reset(token)
+
+
+def chosen_addresses() -> tuple[str, ...] | None:
+    """Return the addresses ``gather_on`` chose in this context, or None outside it."""
+    return _CHOSEN.get()
+
+
+def _filtered(addresses: tuple[str, ...], use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """Keep the addresses of the IP versions the aioice connection allows."""
+    allowed = {4} if use_ipv4 else set()
+    if use_ipv6:
+        allowed.add(6)
+    return [a for a in addresses if ipaddress.ip_address(a).version in allowed]
+
+
+def _install() -> None:
+    """Wrap ``aioice.ice.get_host_addresses`` unless it is wrapped already."""
+    original: HostAddresses = aioice.ice.get_host_addresses
+    if getattr(original, _MARK, False):
+        return
+
+    @functools.wraps(original)
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        chosen = _CHOSEN.get()
+        if chosen is None:
+            return original(use_ipv4, use_ipv6)
+        return _filtered(chosen, use_ipv4, use_ipv6)
+
+    setattr(get_host_addresses, _MARK, True)
+    # Connection.gather_candidates() looks the function up in its module at call time.
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+_install()

@@ -86,7 +86,7 @@ def h264_payloads(access_unit: Buffer, *, max_payload: int = MAX_PAYLOAD) -> lis
     for nal in split_annexb(access_unit):
         if not len(nal):
             continue
-        if len(nal) + 1 > max_payload:
+        if len(nal) > max_payload:
             if pending:
                 out.append(_aggregate(pending))
                 pending, size = [], 1

@@ -13,13 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway.config import GatewayConfig, WebRTCConfig
-from gateway.errors import CapacityError, RemoteProtocolError
+from gateway.config import GatewayConfig, WebRTCConfig, is_loopback
+from gateway.errors import CapacityError, LocalProtocolError, RemoteProtocolError
 from gateway.hub import CameraMedia, Ring
 from gateway.media import StreamKind
 from gateway.publish.keys import find_media
@@ -28,9 +29,11 @@ from gateway.transcode.audio_codecs import AudioEncoding
 from gateway.transcode.audio_rendition import audio_key
 from gateway.transcode.encode import H264_KIND, h264_key
 
-from .offer import MAX_OFFER_BYTES, check_offer, ice_server_links
+from .ice import IceRestartUnsupported, add_remote_candidates, remote_ufrag, restart_ice
+from .offer import MAX_OFFER_BYTES, announce, check_offer, ice_server_links
 from .rtp import PreparedFrames
-from .session import WhepSession
+from .sdpfrag import is_ice_restart, parse_sdpfrag
+from .session import WhepSession, new_tag
 from .tracks import SharedTrack
 
 log = logging.getLogger("gateway.webrtc")
@@ -48,6 +51,8 @@ CORS = {
 }
 #: Seconds between sweeps for sessions that never connected or whose peer went silent.
 SWEEP_SECONDS = 0.5
+#: A trickle or restart fragment at most (a browser's has a handful of candidates).
+MAX_FRAG_BYTES = 16 * 1024
 
 
 def error(status: int, reason: object) -> web.Response:
@@ -68,7 +73,7 @@ class Sessions:
         self.live: dict[str, WhepSession] = {}
         #: Peer connections ever made (a refused request makes none).
         self.peer_connections = 0
-        #: Sessions ended, by why.
+        #: Sessions ended, by cause (``deleted``, ``connect_timeout``, ``consent_expired``...).
         self.ended: dict[str, int] = {}
         #: Requests turned away, by HTTP status.
         self.refused: dict[int, int] = {}
@@ -103,8 +108,8 @@ class Sessions:
     def closed(self, session: WhepSession) -> None:
         """Forget ``session`` (its ``close`` calls this once), keeping what it sent."""
         self.live.pop(session.id, None)
-        reason = session.close_reason or "unknown"
-        self.ended[reason] = self.ended.get(reason, 0) + 1
+        cause = session.close_cause or "closed"
+        self.ended[cause] = self.ended.get(cause, 0) + 1
         totals = self.sent.setdefault(session.camera, {})
         for figure, value in session.sent().items():
             totals[figure] = totals.get(figure, 0) + value
@@ -129,13 +134,16 @@ class Sessions:
     def sweep(self, now_ns: int) -> None:
         """End the sessions whose peers never connected or went silent."""
         for session in list(self.live.values()):
-            reason = session.expired(now_ns)
-            if reason is not None:
-                session.close(reason)
+            expired = session.expired(now_ns)
+            if expired is not None:
+                cause, reason = expired
+                session.close(reason, cause=cause)
 
     async def aclose(self) -> None:
         """End every session and wait until each is freed."""
-        tasks = [s.close("the gateway is stopping") for s in list(self.live.values())]
+        tasks = [
+            s.close("the gateway is stopping", cause="stopping") for s in list(self.live.values())
+        ]
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -189,7 +197,7 @@ class WebRtcCamera:
 
     async def aclose(self) -> None:
         """End the camera's sessions."""
-        tasks = [s.close("the camera is stopping") for s in self.own()]
+        tasks = [s.close("the camera is stopping", cause="stopping") for s in self.own()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -204,7 +212,14 @@ async def _read_offer(request: web.Request) -> str:
     length = request.content_length
     if length is not None and length > MAX_OFFER_BYTES:
         raise _http(413, f"offer is larger than {MAX_OFFER_BYTES} bytes")
-    body = await request.content.read(MAX_OFFER_BYTES + 1)
+    # ``read(n)`` returns what has arrived so far, up to n bytes: an offer in several
+    # TCP segments or chunks is read until its end (or until it is too large).
+    body = bytearray()
+    while len(body) <= MAX_OFFER_BYTES:
+        part = await request.content.read(MAX_OFFER_BYTES + 1 - len(body))
+        if not part:
+            break
+        body += part
     if len(body) > MAX_OFFER_BYTES:
         raise _http(413, f"offer is larger than {MAX_OFFER_BYTES} bytes")
     try:
@@ -286,7 +301,7 @@ async def post(request: web.Request) -> web.StreamResponse:
     try:
         answer = await session.answer(offer)
     except Exception as exc:  # aiortc raises ValueError, OperationError and others
-        await session.close("offer rejected")
+        await session.close("offer rejected", cause="rejected")
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         return sessions.refuse(400, f"offer rejected: {reason}")
     headers = {
@@ -297,8 +312,9 @@ async def post(request: web.Request) -> web.StreamResponse:
         "Accept-Patch": SDPFRAG,
         "Cache-Control": "no-store",
     }
-    response = web.Response(status=201, text=answer, headers=headers)
-    response.content_type = SDP
+    # Bytes, not text: aiohttp would add "; charset=utf-8", a parameter application/sdp
+    # does not have (RFC 8866 §8.1 registers none; SDP text is UTF-8, §6.10).
+    response = web.Response(status=201, body=answer.encode(), headers=headers)
     for link in ice_server_links(sessions.config.ice_servers):
         response.headers.add("Link", link)
     log.info("webrtc %s: session %s answered (%s)", name, session.id[:8], remote)
@@ -320,19 +336,92 @@ async def delete(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     if session is None:
         return request.app[SESSIONS].refuse(404, "no such WHEP session")
-    await session.close("deleted by the player")
+    await session.close("deleted by the player", cause="deleted")
     return web.Response(status=200, headers=CORS)
 
 
+def _matches(if_match: str, etag: str) -> bool:
+    """Return True if an ``If-Match`` value names ``etag`` or is ``*`` (RFC 9110 §13.1.1)."""
+    tags = [t.strip() for t in if_match.split(",")]
+    return "*" in tags or etag in tags or etag.strip('"') in tags
+
+
 async def patch(request: web.Request) -> web.StreamResponse:
-    """Trickle candidates or restart ICE (RFC 8840 fragment)."""
-    return error(501, "not yet")
+    """Trickle the player's candidates (``204``) or restart ICE (``200`` + our fragment)."""
+    sessions = request.app[SESSIONS]
+    session = _session(request)
+    if session is None:
+        return sessions.refuse(404, "no such WHEP session")
+    if request.content_type != SDPFRAG:
+        return sessions.refuse(415, f"Content-Type must be {SDPFRAG}")
+    if_match = request.headers.get("If-Match")
+    if if_match is None:
+        return sessions.refuse(428, "If-Match with the session's ETag is required")
+    if not _matches(if_match, session.etag):
+        return sessions.refuse(412, "If-Match does not name the session's current ETag")
+    body = await request.content.read(MAX_FRAG_BYTES + 1)
+    if len(body) > MAX_FRAG_BYTES:
+        return sessions.refuse(413, f"fragment is larger than {MAX_FRAG_BYTES} bytes")
+    try:
+        frag = parse_sdpfrag(body.decode("utf-8", errors="strict"), max_bytes=MAX_FRAG_BYTES)
+    except (RemoteProtocolError, UnicodeDecodeError) as exc:
+        reason = exc if isinstance(exc, RemoteProtocolError) else "fragment is not UTF-8"
+        return sessions.refuse(400, reason)
+    pc = session.pc
+    current = remote_ufrag(pc)
+    try:
+        if not is_ice_restart(frag, current, retired=session.retired_ufrags):
+            await add_remote_candidates(pc, frag, log=log)
+            return web.Response(status=204, headers=CORS)
+        answer = await restart_ice(pc, frag, log=log)
+    except RemoteProtocolError as exc:
+        return sessions.refuse(400, exc)
+    except IceRestartUnsupported as exc:
+        return sessions.refuse(501, exc)
+    except LocalProtocolError:
+        return sessions.refuse(409, "the session's ICE transport has ended")
+    if current is not None:
+        session.retired_ufrags.append(current)
+    session.etag = new_tag()
+    text = answer.to_text()
+    if sessions.config.announce is not None:
+        text = announce(text, sessions.config.announce)
+    headers = {**CORS, "ETag": session.etag, "Cache-Control": "no-store"}
+    response = web.Response(status=200, text=text, headers=headers)
+    response.content_type = SDPFRAG
+    log.info("webrtc %s: session %s restarted ICE", session.camera, session.id[:8])
+    return response
 
 
 async def options(request: web.Request) -> web.StreamResponse:
     """Answer CORS preflights; say what the endpoint accepts."""
     headers = {**CORS, "Accept-Post": SDP, "Accept-Patch": SDPFRAG}
     return web.Response(status=204, headers=headers)
+
+
+#: The methods of each WHEP resource (RFC 9725 §4: anything else is 405).
+ENDPOINT_METHODS = ("OPTIONS", "POST")
+SESSION_METHODS = ("DELETE", "OPTIONS", "PATCH")
+
+
+def _not_allowed(methods: tuple[str, ...]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Return a handler answering 405 like every WHEP error (one line, CORS) with Allow."""
+
+    async def not_allowed(request: web.Request) -> web.Response:
+        response = error(405, f"{request.method} is not allowed here")
+        response.headers["Allow"] = ", ".join(methods)
+        return response
+
+    return not_allowed
+
+
+async def _cors(request: web.Request, response: web.StreamResponse) -> None:
+    """Give every ``/whep/`` response the CORS headers, the access check's 401/403 too."""
+    # A player on another origin reads nothing of a response without them: not even
+    # that it has to authenticate (the access middleware answers before any handler).
+    if request.path.startswith("/whep/"):
+        for name, value in CORS.items():
+            response.headers.setdefault(name, value)
 
 
 @contextlib.asynccontextmanager
@@ -365,14 +454,31 @@ def add_routes(app: web.Application) -> None:
     app[WEBRTC_CAMERAS] = {}
     app.router.add_post(ENDPOINT, post)
     app.router.add_route("OPTIONS", ENDPOINT, options)
+    # Last on each resource: aiohttp's own 405 has neither CORS nor the error line.
+    app.router.add_route("*", ENDPOINT, _not_allowed(ENDPOINT_METHODS))
     app.router.add_delete(SESSION, delete)
     app.router.add_patch(SESSION, patch)
     app.router.add_route("OPTIONS", SESSION, options)
+    app.router.add_route("*", SESSION, _not_allowed(SESSION_METHODS))
     app.cleanup_ctx.append(_sessions_ctx)
+    app.on_response_prepare.append(_cors)
+
+
+def webrtc_settings(config: GatewayConfig) -> WebRTCConfig:
+    """Return ``[webrtc]``, gathering on the listen address when that is loopback.
+
+    A gateway listening on loopback serves this host only; aioice's default (every
+    interface but loopback) would hand the local player addresses it need not use.
+    """
+    webrtc = config.webrtc
+    host = config.server.host
+    if not webrtc.addresses and is_loopback(host):
+        return replace(webrtc, addresses=("127.0.0.1" if host == "localhost" else host,))
+    return webrtc
 
 
 def add_camera(app: web.Application, media: CameraMedia, config: GatewayConfig) -> WebRtcCamera:
     """Make the WHEP side of one camera."""
-    app[SESSIONS].config = config.webrtc
+    app[SESSIONS].config = webrtc_settings(config)
     camera = app[WEBRTC_CAMERAS][media.camera.name] = WebRtcCamera(media, app[SESSIONS])
     return camera

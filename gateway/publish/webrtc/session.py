@@ -32,7 +32,8 @@ from gateway.hub import RenditionHandle
 
 from .net import gather_on
 from .offer import announce
-from .tracks import SharedTrack, bind_sender
+from .sender import FastRtp, available
+from .tracks import SharedTrack, bind_sender, route_fir
 
 log = logging.getLogger("gateway.webrtc")
 
@@ -68,6 +69,9 @@ class WhepSession:
         self.camera = camera
         self.remote = remote
         self.etag = new_tag()
+        #: The peer's ICE ufrags from before its restarts: a late fragment naming one
+        #: is stale, not another restart.
+        self.retired_ufrags: list[str] = []
         self.config = config
         self.created_ns = time.monotonic_ns()
         self.connected_ns: int | None = None
@@ -77,6 +81,8 @@ class WhepSession:
         self.rtt: float | None = None
         self.state = "new"
         self.close_reason: str | None = None
+        #: Why it ended, as a label for ``/metrics`` (``deleted``, ``connect_timeout``...).
+        self.close_cause: str | None = None
         self.tracks: list[SharedTrack] = []
         self._handles = handles
         self._on_closed = on_closed
@@ -98,6 +104,8 @@ class WhepSession:
         mime = "video/h264" if track.kind == "video" else "audio/opus"
         transceiver.setCodecPreferences(_codecs(track.kind, mime))
         bind_sender(transceiver.sender, track, self._rtcp)
+        if available(transceiver.sender):
+            FastRtp(transceiver.sender, track)
         self.tracks.append(track)
 
     async def answer(self, offer: str) -> str:
@@ -106,6 +114,8 @@ class WhepSession:
         with gather_on(self.config.addresses):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+        for sender in pc.getSenders():
+            route_fir(sender.transport)  # the bundle's transport, once the offer fixed it
         sdp: str = pc.localDescription.sdp
         if self.config.announce is not None:
             sdp = announce(sdp, self.config.announce)
@@ -119,7 +129,7 @@ class WhepSession:
             self.state = "connected"
             log.info("webrtc %s: session %s connected (%s)", self.camera, self.id[:8], self.remote)
         elif state in ("failed", "closed"):
-            self.close(f"connection {state}")
+            self.close(f"connection {state}", cause=f"connection_{state}")
 
     async def _rtcp(self, sender: Any, packet: Any) -> None:
         self.heard_ns = time.monotonic_ns()
@@ -131,19 +141,23 @@ class WhepSession:
     def _rtt_sender(self) -> Any:
         return self.pc.getSenders()[0] if self.tracks else None
 
-    def expired(self, now_ns: int) -> str | None:
-        """Return why the session should end now, or None (the registry's sweep asks)."""
+    def expired(self, now_ns: int) -> tuple[str, str] | None:
+        """Return (cause, reason) if the session should end now (the registry's sweep asks)."""
         if self.connected_ns is None:
             if now_ns - self.created_ns > self.config.connect_timeout * NS:
-                return f"ICE/DTLS did not complete within {self.config.connect_timeout:g} s"
+                reason = f"ICE/DTLS did not complete within {self.config.connect_timeout:g} s"
+                return "connect_timeout", reason
         elif now_ns - self.heard_ns > self.config.consent_timeout * NS:
-            return f"no RTCP from the peer for {self.config.consent_timeout:g} s"
+            reason = f"no RTCP from the peer for {self.config.consent_timeout:g} s"
+            return "consent_expired", reason
         return None
 
-    def close(self, reason: str) -> asyncio.Task[None]:
-        """End the session (idempotent); return the task that frees it."""
+    def close(self, reason: str, *, cause: str = "closed") -> asyncio.Task[None]:
+        """End the session (idempotent) for ``reason`` (``cause``: its label); return the
+        task that frees it."""
         if self._closing is None:
             self.close_reason = reason
+            self.close_cause = cause
             self.state = "closed"
             self._on_closed(self)
             self._closing = asyncio.ensure_future(self._free(reason))

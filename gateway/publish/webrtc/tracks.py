@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RTCP_PSFB_FIR, RtcpPsfbPacket
 
 from gateway.hub import Cursor, Ring
 
@@ -126,11 +127,6 @@ class _PassThrough:
 _ENCODER_ATTR = "_RTCRtpSender__encoder"
 
 
-def sender_hooks_available(sender: Any) -> bool:
-    """Return True if ``sender`` has the attributes ``bind_sender`` replaces."""
-    return hasattr(sender, _ENCODER_ATTR) and hasattr(sender, "_send_keyframe")
-
-
 def bind_sender(
     sender: Any,
     track: SharedTrack,
@@ -139,9 +135,10 @@ def bind_sender(
     """Make ``sender`` pass ``track``'s payloads through and route its RTCP feedback.
 
     aiortc makes the sender's encoder on the first frame unless one is set, and answers
-    PLI/FIR by flagging that encoder; both are replaced here (``sender_hooks_available``
-    is checked when the app starts). ``on_rtcp(sender, packet)`` runs before aiortc's
-    own handling of each RTCP packet addressed to the sender.
+    PLI/FIR by flagging that encoder; both are replaced here (the encoder only packs:
+    ``FastRtp`` replaces the loop that would call it where this aiortc allows).
+    ``on_rtcp(sender, packet)`` runs after aiortc's own handling of each RTCP packet
+    addressed to the sender (its round-trip time is then up to date).
     """
     setattr(sender, _ENCODER_ATTR, _PassThrough())
     sender._send_keyframe = track.request_keyframe
@@ -152,3 +149,34 @@ def bind_sender(
         await on_rtcp(sender, packet)
 
     sender._handle_rtcp_packet = handle_rtcp
+
+
+#: RFC 5104 §4.3.1.2: each FCI entry of a FIR is the SSRC asked for, a sequence
+#: number and three reserved bytes.
+_FIR_ENTRY = 8
+
+
+def route_fir(transport: Any) -> None:
+    """Make ``transport`` deliver a FIR to the senders its FCI entries name.
+
+    aiortc's router hands payload-specific feedback to the sender whose SSRC is the
+    header's media source; a FIR sets that field to 0 (RFC 5104 §4.3.1.2) and names
+    the streams in its FCI instead, so without this a standard FIR reached no sender.
+    """
+    router = transport._rtp_router
+    if getattr(router.route_rtcp, "routes_fir", False):
+        return  # the bundle's transport, already done for another sender
+    route = router.route_rtcp
+
+    def route_rtcp(packet: Any) -> set[Any]:
+        recipients: set[Any] = route(packet)
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_FIR:
+            fci = packet.fci
+            for offset in range(0, len(fci) - _FIR_ENTRY + 1, _FIR_ENTRY):
+                sender = router.senders.get(int.from_bytes(fci[offset : offset + 4], "big"))
+                if sender is not None:
+                    recipients.add(sender)
+        return recipients
+
+    route_rtcp.routes_fir = True  # type: ignore[attr-defined]
+    router.route_rtcp = route_rtcp

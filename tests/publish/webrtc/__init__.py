@@ -1,0 +1,1 @@
+"""WebRTC egress: WHEP sdpfrag, ICE trickle and restart against live peer connections."""
