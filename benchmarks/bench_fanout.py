@@ -252,6 +252,9 @@ def simulator(size: str = "640x480") -> Iterator[tuple[subprocess.Popen[bytes], 
 GATEWAY_TOML = """\
 [server]
 listen = "127.0.0.1:{port}"
+# Every load-generator client comes from 127.0.0.1 (the default per address is 500).
+max_connections = 5000
+max_connections_per_address = 5000
 
 [limits]
 max_clients_per_camera = 5000

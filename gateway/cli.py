@@ -13,12 +13,9 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from aiohttp import web
-
 from gateway import __version__
 from gateway.config import (
     GatewayConfig,
-    ServerConfig,
     default_config_text,
     load_config,
     parse_config,
@@ -134,19 +131,15 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 async def _serve(config: GatewayConfig) -> int:
     from gateway.app import create_app  # noqa: PLC0415 - keep `check-config` light
+    from gateway.server import serving  # noqa: PLC0415
 
-    host, port = config.server.host, config.server.port
-    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        shown = f"[{host}]" if ":" in host else host
-        log.info("gateway %s serving on http://%s:%d/", __version__, shown, port)
-        await asyncio.Event().wait()
-    finally:
-        log.info("shutting down")
-        await runner.cleanup()
+    # The socket is bound before any camera starts: a busy port is one line, no upstream.
+    async with serving(create_app(config), config.server) as listening:
+        log.info("gateway %s serving on %s", __version__, listening.url)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            log.info("shutting down")
     return 0
 
 
@@ -182,7 +175,8 @@ def _config_for_serve(args: argparse.Namespace) -> GatewayConfig:
     config = load_config(args.config) if args.config else parse_config(default_config_text())
     if args.listen:
         host, port = args.listen
-        config = dataclasses.replace(config, server=ServerConfig(host, port))
+        server = dataclasses.replace(config.server, host=host, port=port)
+        config = dataclasses.replace(config, server=server)
     for warning in config_warnings(config):
         log.warning("config: %s", warning)
     return config

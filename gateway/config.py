@@ -137,10 +137,19 @@ def find_camera(cameras: Iterable[CameraConfig], key: str) -> CameraConfig | Non
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """Where the gateway listens."""
+    """Where the gateway listens, and the bounds on its connections (``gateway/server``)."""
 
     host: str = "127.0.0.1"
     port: int = 8080
+    #: Seconds a connection has to send a complete request head (from connect, or from
+    #: the first byte after a keep-alive pause): slowloris clients are closed at it.
+    header_timeout: float = 10.0
+    #: Seconds a keep-alive connection may stay idle after its last response.
+    keepalive_timeout: float = 15.0
+    #: Connections at most, in total (also kept under the open-file limit) ...
+    max_connections: int = 4000
+    #: ... and from one client address; ``503`` beyond.
+    max_connections_per_address: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +492,27 @@ def _tokens(table: _Table) -> TokensConfig:
     return tokens
 
 
+def _server(table: _Table) -> ServerConfig:
+    host, port = _converted(table, "listen", parse_listen) or ("127.0.0.1", 8080)
+    max_connections = table.int_("max_connections", 4000) or 4000
+    per_address = table.int_("max_connections_per_address")
+    if per_address is not None and per_address > max_connections:
+        table.error("max_connections_per_address", "must not exceed max_connections")
+    config = ServerConfig(
+        host=host,
+        port=port,
+        header_timeout=table.float_("header_timeout", 10.0),
+        keepalive_timeout=table.float_("keepalive_timeout", 15.0),
+        max_connections=max_connections,
+        max_connections_per_address=per_address or min(500, max_connections),
+    )
+    for key in ("header_timeout", "keepalive_timeout"):
+        if getattr(config, key) > 3600:
+            table.error(key, "must be at most 3600 seconds")
+    table.finish()
+    return config
+
+
 def config_from_dict(
     data: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> GatewayConfig:
@@ -504,9 +534,7 @@ def config_from_dict(
 
 
 def _read(root: _Table) -> GatewayConfig:
-    server = root.table("server")
-    host, port = _converted(server, "listen", parse_listen) or ("127.0.0.1", 8080)
-    server.finish()
+    server = _server(root.table("server"))
 
     limits_t = root.table("limits")
     limits = LimitsConfig(
@@ -589,7 +617,7 @@ def _read(root: _Table) -> GatewayConfig:
     ]
     return GatewayConfig(
         cameras=tuple(cameras),
-        server=ServerConfig(host, port),
+        server=server,
         limits=limits,
         webrtc=webrtc,
         hls=hls,
