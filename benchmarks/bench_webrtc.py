@@ -45,6 +45,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,8 @@ from bench_fanout import gateway as run_gateway
 from bench_hls import wait_stopped
 from webrtc_browser import chromium, play
 from webrtc_pool import ViewerError, ViewerPool, describe, measure_step, slope
+
+from gateway.access.tokens import TokenSigner
 
 CAMERA = "bench"
 WHEP_PATH = f"/whep/{CAMERA}"
@@ -80,6 +83,9 @@ listen = "127.0.0.1:{port}"
 
 [webrtc]
 addresses = ["127.0.0.1"]
+
+[tokens]
+key = "{token_key}"
 
 [[cameras]]
 name = "bench"
@@ -211,8 +217,12 @@ async def viewer_steps(
 async def measure_gateway(args: argparse.Namespace, sim_port: int, tmp: Path) -> dict[str, Any]:
     """Run the gateway: idle, Chromium cold, the viewer steps, Chromium warm."""
     result: dict[str, Any] = {}
-    with run_gateway(sim_port, tmp, GATEWAY_TOML) as (proc, port):
-        url = f"http://127.0.0.1:{port}{WHEP_PATH}"
+    # The harness page is another origin: a viewing token lets it POST (the gateway
+    # refuses cross-site requests that carry no token).
+    key = secrets.token_urlsafe(24)
+    token = TokenSigner(key.encode()).issue([CAMERA], now=time.time(), ttl=3600)
+    with run_gateway(sim_port, tmp, GATEWAY_TOML, token_key=key) as (proc, port):
+        url = f"http://127.0.0.1:{port}{WHEP_PATH}?token={token}"
         check_whep(url)
         await asyncio.sleep(2.0)  # the ingest connects
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()

@@ -191,6 +191,10 @@ class WebRTCConfig:
     #: Seconds without any RTCP from a connected peer before its session is closed
     #: (RFC 7675's consent expiry is 30 s).
     consent_timeout: float = 30.0
+    #: Put audio and video in one synchronised stream: browsers then hold each
+    #: picture back to the audio's (longer) delay. Off: the picture plays as soon as it
+    #: arrives and the sound a few tens of milliseconds after it.
+    lip_sync: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +562,7 @@ def _read(root: _Table) -> GatewayConfig:
         max_sessions_per_camera=webrtc_t.int_("max_sessions_per_camera", 100, minimum=0) or 0,
         connect_timeout=webrtc_t.float_("connect_timeout", 10.0),
         consent_timeout=webrtc_t.float_("consent_timeout", 30.0),
+        lip_sync=webrtc_t.bool_("lip_sync", False),
     )
     webrtc_t.finish()
 

@@ -103,6 +103,11 @@ class WhepSession:
         transceiver = self.pc.addTransceiver(track, direction="sendonly")
         mime = "video/h264" if track.kind == "video" else "audio/opus"
         transceiver.setCodecPreferences(_codecs(track.kind, mime))
+        if track.kind == "audio" and not self.config.lip_sync:
+            # A stream of its own (its own msid): browsers synchronise the tracks of one
+            # stream by delaying the earlier one, and the camera's audio comes in parts
+            # (tens of milliseconds each) while each picture is sent as it is encoded.
+            transceiver.sender._stream_id = secrets.token_hex(16)
         bind_sender(transceiver.sender, track, self._rtcp)
         if available(transceiver.sender):
             FastRtp(transceiver.sender, track)
