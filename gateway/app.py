@@ -41,7 +41,8 @@ class CameraRuntime:
     sim: SimServer | None = None
     #: Each publisher's side of the camera (Axis, fMP4), in ``PUBLISHERS`` order.
     publishers: list[CameraPublisher] = field(default_factory=list)
-    #: Renditions the camera holds for as long as it runs (the PCM level meter).
+    #: Renditions the camera holds for as long as it runs (the PCM level meter; not for an
+    #: on-demand camera, whose audio it would keep open).
     held: list[RenditionHandle[Any]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
@@ -60,6 +61,7 @@ class CameraRuntime:
             "name": self.config.name,
             "index": self.config.index,
             "source": redact(self.config.source),
+            "on_demand": self.config.on_demand,
             "streams": {kind.value: values for kind, values in streams.items()},
             "renditions": self.media.renditions.stats(),
             "outputs": {
@@ -164,7 +166,7 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
             runtime = runtimes[camera.name] = CameraRuntime(camera, media)
             app[MEDIA][camera.name] = media
             runtime.publishers = [p.add_camera(app, media, config) for p in PUBLISHERS]
-            if media.audio is not None:
+            if media.audio is not None and not camera.on_demand:
                 runtime.held.append(media.renditions.acquire(PCM_KEY))
             base_url = None
             if camera.is_sim:
@@ -180,7 +182,8 @@ async def _cameras_ctx(app: web.Application) -> AsyncIterator[None]:
                 )
                 runtime.streams[kind] = stream
                 media.attach(kind, stream)
-                await stream.start()
+                if not camera.on_demand:  # else the media starts it for its first consumer
+                    await stream.start()
         yield
     finally:
         for runtime in runtimes.values():

@@ -117,6 +117,10 @@ class CameraConfig:
     h264: H264Config = H264Config()
     #: ``source = "sim"``: the container of the simulator's MPEG-2 stream.
     sim_mpeg2_format: ContainerFormat = ContainerFormat.ES
+    #: Open the upstream streams only while something consumes them (DESIGN §4).
+    on_demand: bool = False
+    #: Seconds an on-demand stream stays open after its last consumer left.
+    idle_seconds: float = 60.0
 
     @property
     def is_sim(self) -> bool:
@@ -347,6 +351,8 @@ def _camera(table: _Table, index: int) -> CameraConfig:
         video_source=table.enum_("video_source", VideoSource, VideoSource.MJPEG),
         h264=_h264(table.table("h264")),
         sim_mpeg2_format=table.enum_("sim_mpeg2_format", ContainerFormat, ContainerFormat.ES),
+        on_demand=table.bool_("on_demand", False),
+        idle_seconds=table.float_("idle_seconds", 60.0, strict=False),
     )
     if not sim and table.raw("sim_mpeg2_format") is not None:
         table.error("sim_mpeg2_format", 'is for source = "sim" only', causes=["source"])

@@ -9,6 +9,12 @@ keys renditions by ``RenditionKey(kind, params)``, starts one through the kind's
 factory on the first ``acquire``, counts the claims, and stops it ``linger`` seconds
 after the last claim is released (DESIGN §2, §6 "Encode once").
 
+Claims are also what an on-demand camera's upstream follows (``consumers``): each
+kind names the camera source it reads, and a rendition's consumers are the claims on
+it that readers hold, plus the consumers of every rendition holding a claim on it (an
+AAC encode claims the decoded PCM while it runs; it consumes the camera's audio only
+while its own readers claim it, not while it lingers).
+
 Time is an argument: ``get_timer``/``handle_timer`` with the registry's clock; the
 owner arms a loop timer (``arm``) or a test drives a fake clock.
 """
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -93,6 +99,8 @@ class RenditionSpec:
     noun: str = ""
     #: What a refusal suggests, after "(limit N)".
     hint: str = ""
+    #: The camera source the kind reads directly, or None: it reads another rendition.
+    source: StreamKind | None = None
 
 
 class CapacityExceededError(CapacityError):
@@ -108,19 +116,29 @@ class _Live:
     refs: int = 0
     #: When an unused rendition stops (registry clock), or None while in use.
     deadline: float | None = None
+    #: Claims held by other renditions (started while this one was), by holder.
+    holders: dict[RenditionKey[Any], int] = field(default_factory=dict)
 
 
 class RenditionHandle(Generic[R]):
     """One reader's claim on a shared rendition; release it (or use ``with``) when done."""
 
-    __slots__ = ("_registry", "_released", "key", "rendition")
+    __slots__ = ("_registry", "_released", "holder", "key", "rendition")
 
-    def __init__(self, registry: Renditions, key: RenditionKey[R], rendition: R) -> None:
+    def __init__(
+        self,
+        registry: Renditions,
+        key: RenditionKey[R],
+        rendition: R,
+        holder: RenditionKey[Any] | None = None,
+    ) -> None:
         """Bind the claim (the registry creates handles)."""
         self._registry = registry
         self._released = False
         self.key = key
         self.rendition = rendition
+        #: The rendition holding the claim (acquired while it started), or None: a reader.
+        self.holder = holder
 
     @property
     def released(self) -> bool:
@@ -131,7 +149,7 @@ class RenditionHandle(Generic[R]):
         """Give the claim back (idempotent)."""
         if not self._released:
             self._released = True
-            self._registry._release(self.key, self.rendition)
+            self._registry._release(self.key, self.rendition, self.holder)
 
     def __enter__(self) -> RenditionHandle[R]:
         """Return the handle."""
@@ -153,12 +171,14 @@ class Renditions:
         *,
         clock: Callable[[], float],
         on_change: Callable[[], None] | None = None,
+        on_claims: Callable[[], None] | None = None,
     ) -> None:
         """Create an empty registry.
 
         :param specs: the kinds this camera can make, by kind.
         :param clock: seconds, monotonic (the owner's loop time, or a fake clock).
         :param on_change: called after a rendition started or stopped (upstream rate).
+        :param on_claims: called after a claim was made or released (``consumers``).
         """
         for kind, spec in specs.items():
             if spec.max_live < 1 or spec.linger < 0:
@@ -166,7 +186,10 @@ class Renditions:
         self._specs = dict(specs)
         self._clock = clock
         self._on_change = on_change
+        self._on_claims = on_claims
         self._live: dict[RenditionKey[Any], _Live] = {}
+        #: The renditions being made (a factory may claim others), innermost last.
+        self._starting: list[RenditionKey[Any]] = []
         self._stopping: set[Rendition] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -195,7 +218,12 @@ class Renditions:
             live = self._start(key)
         live.refs += 1
         live.deadline = None
-        return RenditionHandle(self, key, cast(R, live.rendition))
+        holder = self._starting[-1] if self._starting else None
+        if holder is not None:
+            live.holders[holder] = live.holders.get(holder, 0) + 1
+        if self._on_claims is not None:
+            self._on_claims()
+        return RenditionHandle(self, key, cast(R, live.rendition), holder)
 
     def get(self, key: RenditionKey[R]) -> R | None:
         """Return the live rendition for ``key`` (in use or lingering), or None."""
@@ -208,11 +236,40 @@ class Renditions:
             if kind is None or key.kind == kind:
                 yield key, live.rendition, live.refs
 
-    def _release(self, key: RenditionKey[Any], rendition: Rendition) -> None:
+    def consumers(self) -> dict[StreamKind, int]:
+        """Return, per camera source, the readers' claims on the renditions reading it."""
+        out: dict[StreamKind, int] = {}
+        for key, live in self._live.items():
+            source = self._specs[key.kind].source
+            if source is not None:
+                out[source] = out.get(source, 0) + self._consumers(live)
+        return out
+
+    def _consumers(self, live: _Live) -> int:
+        # A holder stands for its own consumers (none while it lingers).
+        count = live.refs - sum(live.holders.values())
+        for holder in live.holders:
+            inner = self._live.get(holder)
+            if inner is not None:
+                count += self._consumers(inner)
+        return count
+
+    def _release(
+        self, key: RenditionKey[Any], rendition: Rendition, holder: RenditionKey[Any] | None
+    ) -> None:
         live = self._live.get(key)
         if live is None or live.rendition is not rendition:
             return  # already stopped (closed)
         live.refs -= 1
+        if holder is not None:
+            left = live.holders.pop(holder, 0) - 1
+            if left > 0:
+                live.holders[holder] = left
+        self._released(key, live)
+        if self._on_claims is not None:
+            self._on_claims()
+
+    def _released(self, key: RenditionKey[Any], live: _Live) -> None:
         if live.refs:
             return
         linger = self._specs[key.kind].linger
@@ -250,6 +307,18 @@ class Renditions:
         self._timer = None
         self.handle_timer(self._clock())
         self.arm()
+
+    def stop_unused(self) -> None:
+        """Stop every rendition nobody claims now, without waiting for its linger.
+
+        An on-demand camera's stream closed: what lingers would only hold stale frames.
+        Stopping one may release its claims on others, which then stop too.
+        """
+        while idle := [key for key, live in self._live.items() if not live.refs]:
+            for key in idle:
+                live = self._live.get(key)
+                if live is not None and not live.refs:
+                    self._stop(key)
 
     # -- state -------------------------------------------------------------------------
 
@@ -293,7 +362,12 @@ class Renditions:
                     f"(limit {spec.max_live}){spec.hint}"
                 )
             self._stop(min(idle, key=lambda item: item[0])[1])
-        live = self._live[key] = _Live(spec.factory(key))
+        self._starting.append(key)
+        try:
+            rendition = spec.factory(key)
+        finally:
+            self._starting.pop()
+        live = self._live[key] = _Live(rendition)
         self.started[key.kind] += 1
         _log.debug("rendition %s started", key.describe())
         if self._on_change is not None:

@@ -67,6 +67,7 @@ class Ring:
         is_cut: Callable[[Frame], bool] | None = None,
         max_gop_bytes: int | None = None,
         on_keyframe_request: Callable[[], None] | None = None,
+        on_members: Callable[[], None] | None = None,
     ) -> None:
         """Create a ring.
 
@@ -80,7 +81,8 @@ class Ring:
         stream without cut points; clients then join at the next cut point.
         ``is_cut`` says where a client may start; the default is ``every_frame`` for
         audio and ``has_cut`` otherwise. ``on_keyframe_request`` is the producer's
-        (see ``set_keyframe_source``).
+        (see ``set_keyframe_source``); ``on_members`` is called after a cursor was added
+        or left (an on-demand camera's upstream).
         """
         if seconds < 0 or max_bytes < 0:
             raise LocalProtocolError("seconds and max_bytes must be >= 0")
@@ -104,6 +106,7 @@ class Ring:
         self._oversize_cut = -1
         self._connection_start = 0
         self._keyframe_source = on_keyframe_request
+        self._on_members = on_members
         self._cursors: dict[Cursor, None] = {}
         # One future per event, shared by every waiting cursor: publish costs the same
         # whatever the number of cursors (STYLE §3).
@@ -181,6 +184,18 @@ class Ring:
                 return
             cuts.popleft()
             self._drop_before(cuts[0])
+
+    def clear(self) -> None:
+        """Drop every held frame: the connection closed; the next one starts afresh.
+
+        For a ring without cursors (an on-demand camera's stream closed when its last
+        reader was long gone); positions go on from ``next_seq``.
+        """
+        self._first = self.next_seq
+        self._frames.clear()
+        self._starts.clear()
+        self._cuts.clear()
+        self._held = 0
 
     def _drop_before(self, seq: int) -> None:
         frames, starts = self._frames, self._starts
@@ -314,6 +329,8 @@ class Ring:
             remote=remote,
         )
         self._cursors[cur] = None
+        if self._on_members is not None:
+            self._on_members()
         return cur
 
     def __len__(self) -> int:
@@ -339,7 +356,10 @@ class Ring:
 
     def discard(self, cur: Cursor) -> None:
         """Forget ``cur`` (``Cursor.close`` calls this)."""
-        self._cursors.pop(cur, None)
+        if cur in self._cursors:
+            del self._cursors[cur]
+            if self._on_members is not None:
+                self._on_members()
 
     def wait_for(self, *, cut: bool) -> asyncio.Future[None]:
         """Return the future resolved by the next publish (``cut``: of a cut point) or close.

@@ -37,12 +37,14 @@ class Stream:
         max_subscribers: int | None = None,
         budget: EgressBudget | None = None,
         on_wanted_fps: Callable[[float | None], None] | None = None,
+        on_members: Callable[[], None] | None = None,
         timestamp: Callable[[Frame], int] = pts_ns,
     ) -> None:
         """Create a stream.
 
         ``budget`` is shared by every stream under one ``max_egress_mbps``;
         ``on_wanted_fps`` is called with the new ``wanted_fps`` whenever it changes;
+        ``on_members`` after a subscriber joined or left (an on-demand camera's upstream);
         ``timestamp`` maps a frame to its source time in ns (``pts_ns`` or
         ``received_ns`` from ``gateway.hub.rate``).
         """
@@ -51,6 +53,7 @@ class Stream:
         self._max_subscribers = max_subscribers
         self._budget = budget
         self._on_wanted_fps = on_wanted_fps
+        self._on_members = on_members
         self._timestamp = timestamp
         self._subs: dict[Subscription, None] = {}
         self._frame_waiters: list[asyncio.Future[None]] = []
@@ -96,6 +99,10 @@ class Stream:
         for sub in self._subs:
             sub._offer(frame, ts, interval)
 
+    def forget(self) -> None:
+        """Drop the newest frame: its connection closed, and a new reader waits for a fresh one."""
+        self.latest = None
+
     @property
     def source_fps(self) -> float | None:
         """Return the measured source rate, or None before two frames."""
@@ -140,6 +147,8 @@ class Stream:
         if start_with_latest and self.latest is not None:
             sub._offer(self.latest, self._live_ts, self._interval.interval_ns)
         self._changed()
+        if self._on_members is not None:
+            self._on_members()
         return sub
 
     def __len__(self) -> int:
@@ -167,6 +176,8 @@ class Stream:
         if sub in self._subs:
             del self._subs[sub]
             self._changed()
+            if self._on_members is not None:
+                self._on_members()
 
     def _changed(self) -> None:
         """Recompute what depends on the set of subscribers and their targets."""

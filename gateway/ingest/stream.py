@@ -97,6 +97,8 @@ class CameraStream:
         #: Gives frames their pts over every connection (``kinds.STAMPERS``).
         self.stamper = STAMPERS[kind]()
         self._task: asyncio.Task[None] | None = None
+        #: Tasks ``pause`` cancelled, until they finished (``stop`` waits for them).
+        self._paused: set[asyncio.Task[None]] = set()
         #: The current connection attempt, if any.
         self._session: Session | None = None
         self._logged_error: str | None = None
@@ -180,16 +182,32 @@ class CameraStream:
 
     async def start(self) -> None:
         """Start ingesting in the background."""
+        self.resume()
+
+    def resume(self) -> None:
+        """Start ingesting in the background unless running (an on-demand camera's consumer)."""
         if self._task is None:
             self._task = asyncio.create_task(
                 self._run(), name=f"ingest {self.camera.name} {self.kind.value}"
             )
 
+    def pause(self) -> None:
+        """Close the connection now and stay idle until ``resume`` (nobody consumes the stream)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        if self._session is not None:
+            # At once: no frame may arrive after the caller dropped the source's frames.
+            self._session.abort(UpstreamError("no consumers"))
+        task.cancel()
+        self._paused.add(task)
+        task.add_done_callback(self._paused.discard)
+        self._set_state(StreamState.IDLE)
+
     async def stop(self) -> None:
         """Stop ingesting and close the connection."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+        self.pause()
+        for task in tuple(self._paused):
             try:
                 await task
             except asyncio.CancelledError:

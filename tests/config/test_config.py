@@ -51,6 +51,7 @@ def test_example_config_loads_with_env_secrets() -> None:
     assert yard is not None
     assert yard.channel == 2
     assert yard.rate_param is RateParam.DES_FPS
+    assert (yard.on_demand, yard.idle_seconds) == (True, 60.0)
     assert yard.password is not None
     assert yard.password.value == "cam-secret"
     assert "cam-secret" not in repr(config)
@@ -238,3 +239,14 @@ def test_load_config_prefixes_path_and_reports_unreadable(tmp_path: Path) -> Non
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+def test_on_demand_defaults_and_values() -> None:
+    camera = parse_config(CAM, {}).cameras[0]
+    assert (camera.on_demand, camera.idle_seconds) == (False, 60.0)
+    camera = parse_config(CAM + "on_demand = true\nidle_seconds = 0\n", {}).cameras[0]
+    assert (camera.on_demand, camera.idle_seconds) == (True, 0.0)
+    assert error_of(CAM + 'on_demand = "yes"\n').endswith("on_demand: must be true or false")
+    assert error_of(CAM + "idle_seconds = -1\n").endswith(
+        "idle_seconds: must be a number at least 0"
+    )

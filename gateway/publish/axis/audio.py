@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.errors import CapacityError
 from gateway.hub import CameraMedia, Delivery
 from gateway.media import Payload
-from gateway.publish.streaming import serve_cursor
+from gateway.publish.streaming import ready_within, serve_cursor
 from gateway.transcode import ParamError
 
 from .fanout import AxisSettings
@@ -100,13 +100,16 @@ async def receive(request: web.Request) -> web.StreamResponse:
     except CapacityError:
         name, limit = source.camera.name, source.max_clients
         return error(503, f"camera {name} has {limit} audio clients already")
+    settings = request.app[SETTINGS]
     with cursor:
+        if not await ready_within(cursor, settings.stream_wait):
+            return error(503, f"camera {source.camera.name} has sent no audio yet")
         return await serve_cursor(
             request,
             cursor,
             AUDIO_HEADERS,
             clients=source.egress,
-            deadline=request.app[SETTINGS].write_deadline,
+            deadline=settings.write_deadline,
             duration=options.duration,
             wrap=source.parts,
         )

@@ -28,6 +28,9 @@ class AxisSettings:
     write_deadline: float = 30.0
     #: Seconds a snapshot waits for the camera's first image before 503.
     snapshot_wait: float = 2.0
+    #: Seconds a new MJPEG, MPEG-2 or audio client (or a snapshot of an on-demand camera,
+    #: which connects first) waits for the camera's first frame before 503.
+    stream_wait: float = 5.0
     #: Seconds a new fMP4/HLS viewer waits for the encode's first keyframe before 503.
     keyframe_wait: float = 5.0
     #: Seconds the upstream rate stays up after the clients needing it left.

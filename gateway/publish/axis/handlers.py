@@ -12,8 +12,8 @@ from aiohttp import web
 
 from gateway.config import find_camera
 from gateway.errors import CapacityError, RemoteProtocolError
-from gateway.hub import RenditionHandle, Subscription
-from gateway.media import Frame, Payload
+from gateway.hub import RenditionHandle, Stream, Subscription
+from gateway.media import Frame, Payload, StreamKind
 from gateway.publish.egress import ClientEgress
 from gateway.publish.streaming import open_body
 from gateway.transcode import ImageParams, JpegVariant, ParamError, parse_image_params
@@ -91,12 +91,26 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     try:
         with sub:
             media.update_rate()
+            # A camera that never sent a picture (or an idle on-demand one that is
+            # connecting for this client) must not get a 200 and silence.
+            if await _first_frame(stream, fanout.settings.stream_wait) is None:
+                return _error(503, f"camera {fanout.camera.name} has produced no image yet")
             parts = None if options.deltatime else fanout.part_cache(stream, options.showlength)
             return await _serve(request, fanout, sub, options, parts)
     finally:
         if handle is not None:
             handle.release()
         media.update_rate()
+
+
+async def _first_frame(stream: Stream, within: float) -> Frame | None:
+    """Return ``stream``'s newest frame, waiting ``within`` seconds for one (None: none came)."""
+    if stream.latest is not None:
+        return stream.latest
+    try:
+        return await asyncio.wait_for(stream.first_frame(), within)
+    except TimeoutError:
+        return None
 
 
 async def _serve(
@@ -307,11 +321,13 @@ async def snapshot(request: web.Request) -> web.StreamResponse:
         params: ImageParams = parse_image_params(request.query, fanout.source_size)
     except ParamError as exc:
         return _error(400, exc)
-    wait = request.app[SETTINGS].snapshot_wait
-    try:
-        frame = await asyncio.wait_for(fanout.source.first_frame(), wait)
-    except TimeoutError:
-        frame = None
+    settings = request.app[SETTINGS]
+    media = fanout.media
+    # An idle on-demand camera connects for the snapshot (the hold is its consumer) and
+    # stays connected ``idle_seconds`` after, for the next one.
+    wait = settings.snapshot_wait if media.demand is None else settings.stream_wait
+    with media.hold(StreamKind.MJPEG):
+        frame = await _first_frame(fanout.source, wait)
     if frame is None:
         return _error(503, "camera has produced no image yet")
     try:

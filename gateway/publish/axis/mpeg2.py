@@ -105,7 +105,7 @@ async def _stream(
         return error(503, f"camera {camera.name} has {source.max_clients} MPEG-2 clients already")
     settings = request.app[SETTINGS]
     with cursor:
-        if not await ready_within(cursor, settings.snapshot_wait):
+        if not await ready_within(cursor, settings.stream_wait):
             return error(503, f"camera {camera.name} has sent no MPEG-2 picture to start at yet")
         headers = dict(MPEG2_HEADERS)
         if buffered:

@@ -19,10 +19,11 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from gateway.config import GatewayConfig, WebRTCConfig, is_loopback
+from gateway.config import GatewayConfig, VideoSource, WebRTCConfig, is_loopback
 from gateway.errors import CapacityError, LocalProtocolError, RemoteProtocolError
 from gateway.hub import CameraMedia, Ring
 from gateway.media import StreamKind
+from gateway.publish.axis import SETTINGS
 from gateway.publish.keys import find_media
 from gateway.publish.streaming import keyframe_start
 from gateway.transcode.audio_codecs import AudioEncoding
@@ -277,6 +278,9 @@ async def post(request: web.Request) -> web.StreamResponse:
         for handle in handles:
             handle.release()
         return sessions.refuse(503, exc)
+    refusal = await _until_produced(request, media, sessions, handles)
+    if refusal is not None:
+        return refusal
     session = WhepSession(
         camera=name,
         remote=request.remote or "",
@@ -319,6 +323,33 @@ async def post(request: web.Request) -> web.StreamResponse:
         response.headers.add("Link", link)
     log.info("webrtc %s: session %s answered (%s)", name, session.id[:8], remote)
     return response
+
+
+async def _until_produced(
+    request: web.Request, media: CameraMedia, sessions: Sessions, handles: list[Any]
+) -> web.Response | None:
+    """Wait for the camera's first picture (an on-demand camera connecting); 503 if none comes.
+
+    A camera that never sent a picture would otherwise get a session and no media. The
+    claims are held meanwhile (an on-demand camera connects for them) and given back on
+    a refusal or a player that leaves; the limits are checked again after the wait.
+    """
+    name = media.camera.name
+    video = StreamKind.MPEG2 if media.camera.video_source is VideoSource.MPEG2 else StreamKind.MJPEG
+    failed: str | None = "the player left"
+    try:
+        if not await media.produced(video, request.app[SETTINGS].keyframe_wait):
+            failed = f"camera {name} has produced no picture to encode yet"
+        else:
+            sessions.admit(name)
+            failed = None
+    except CapacityError as exc:
+        failed = str(exc)
+    finally:
+        if failed is not None:
+            for handle in handles:
+                handle.release()
+    return None if failed is None else sessions.refuse(503, failed)
 
 
 def _session(request: web.Request) -> WhepSession | None:
