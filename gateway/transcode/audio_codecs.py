@@ -198,7 +198,7 @@ CODEC_SPECS: Final = {
         bit_rate=32000,
         options={
             "application": "lowdelay",
-            "frame_duration": "20",
+            "frame_duration": "60",
             "vbr": "constrained",
             "cutoff": str(PCM_RATE // 2),
         },

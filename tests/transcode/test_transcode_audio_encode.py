@@ -31,7 +31,7 @@ from tests.transcode.audio_encode_helpers import (
 
 AAC, OPUS = AudioEncoding.AAC, AudioEncoding.OPUS
 #: (encoding, output rate, frame size): every rendition and AAC's cheaper rate.
-RENDITIONS = [(AAC, 48000, 1024), (AAC, 16000, 1024), (OPUS, 48000, 960)]
+RENDITIONS = [(AAC, 48000, 1024), (AAC, 16000, 1024), (OPUS, 48000, 2880)]
 #: An input pts far from zero, so a mapping that ignores it shows.
 START = 123_456
 

@@ -29,7 +29,7 @@ from tests.transcode.audio_encode_helpers import (
 AAC, OPUS = AudioEncoding.AAC, AudioEncoding.OPUS
 #: Output samples per input sample at 48 kHz.
 RATIO = 48000 // RATE_IN
-FRAME = {AAC: 1024, OPUS: 960}
+FRAME = {AAC: 1024, OPUS: 2880}
 START = 40_000
 
 
