@@ -311,7 +311,7 @@ class PartParser:
         return True
 
     def _close(self, events: list[Event]) -> bool:
-        events.append(StreamEnded())
+        events.append(StreamEnded(by_delimiter=True))
         self._state = State.CLOSED
         return True
 
