@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 
+import aiohttp
 import pytest
 
 from gateway.ingest import CameraStream
 from gateway.media import Frame, StreamKind, StreamState
+from tests.publish.axis_client import camera_toml, gateway
 
 from .fake_camera import (
     FAST,
@@ -121,3 +123,25 @@ async def test_no_bytes_at_all_is_still_a_stall_without_data() -> None:
         await until(lambda: stream.reconnects >= 2)
         assert stream.last_error == "stalled: no data for 0.3 s"
         assert stream.frames_in == 0
+
+
+async def test_api_never_says_live_at_zero_fps_for_a_camera_that_froze() -> None:
+    """End to end: the app's /api for a camera that closes its body and keeps sending."""
+    async with sim("close-delimiter-then-junk=3") as server:
+        toml = camera_toml(source=server.url).replace("stall_timeout = 5.0", "stall_timeout = 60")
+        async with gateway(toml) as gw, aiohttp.ClientSession() as http:
+            url = f"{gw.base}/api/cameras/cam"
+            seen: list[dict[str, object]] = []
+
+            async def mjpeg() -> dict[str, object]:
+                async with http.get(url) as response:
+                    body = await response.json()
+                stream: dict[str, object] = body["streams"]["mjpeg"]
+                seen.append(stream)
+                return stream
+
+            async with asyncio.timeout(20):
+                while int((await mjpeg())["reconnects"]) < 3:  # type: ignore[call-overload]  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+    assert seen[-1]["last_error"] == ENDED
+    assert "backoff" in {s["state"] for s in seen}  # not "live" (at 0 fps) for good
