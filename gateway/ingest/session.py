@@ -131,6 +131,7 @@ class Session:
 
         def accept(head: ResponseHead) -> BodyConsumer:
             consumer.append(make_consumer(self.kind, head))
+            self.consumer = consumer[0]  # its boundary names a close delimiter in the head's read
             return consumer[0]
 
         try:
