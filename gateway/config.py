@@ -107,7 +107,7 @@ class CameraConfig:
     #: Name of the rate parameter the firmware understands.
     rate_param: RateParam = RateParam.FPS
     audio_codec: AudioCodec = AudioCodec.G726
-    #: Seconds without a byte before the connection is considered stalled.
+    #: Seconds without a frame (bytes or not) before the connection is considered stalled.
     stall_timeout: float = 5.0
     #: Seconds of MPEG-2 kept for ``buffer.cgi?prebuffer=``.
     mpeg2_prebuffer_seconds: float = 10.0

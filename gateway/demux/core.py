@@ -97,6 +97,9 @@ class PartParser:
         self._inlined = 0  # body bytes _begin_body took as a view of the caller's chunk
         self._emitted = False  # the current part was delivered before its delimiter
         self._scan = 0  # SCAN/SKIP: resume offset from _start; never rescans
+        # PREAMBLE/HEADERS: bytes from _start known to hold no line break, so a line
+        # that arrives byte by byte is searched once, not once per byte.
+        self._no_eol = 0
         self._rescued = 0  # bytes at the front of scratch re-read after a length mismatch
         self._drop_reason: DropReason | None = None
         self._drop_size = 0
@@ -140,6 +143,7 @@ class PartParser:
 
     def _consume(self, n: int) -> None:
         self._start += n
+        self._no_eol = 0
         self._rescued = max(0, self._rescued - n)
 
     def _prepend(self, data: memoryview) -> None:
@@ -311,7 +315,7 @@ class PartParser:
         return True
 
     def _close(self, events: list[Event]) -> bool:
-        events.append(StreamEnded())
+        events.append(StreamEnded(by_delimiter=True))
         self._state = State.CLOSED
         return True
 

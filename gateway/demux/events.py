@@ -36,5 +36,9 @@ class PartDropped:
 class StreamEnded:
     """The close delimiter (``--boundary--``) or the end of the connection was reached."""
 
+    #: True when the close delimiter ended the body: the connection may still be open
+    #: (and the caller should close it); False at the end of the connection.
+    by_delimiter: bool = False
+
 
 Event = PartReceived | PartDropped | StreamEnded

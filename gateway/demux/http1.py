@@ -20,6 +20,8 @@ Data = bytes | bytearray | memoryview
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d)[ \t]+(\d{3})(?:[ \t]+(.*))?")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
+# The blank line that ends a head, with CRLF or bare LF line endings.
+_HEAD_END = re.compile(rb"\n\r?\n")
 
 
 class BodyConsumer(Protocol):
@@ -96,46 +98,58 @@ class ResponseHeadParser:
         self._buf = bytearray()
         self._scanned = 0
         self._line_start = 0
+        self._used = 0  # bytes of the interim heads already parsed
         self.head: ResponseHead | None = None
         #: Bytes received after the head (the start of the body).
         self.trailing_data = b""
 
     def receive_data(self, data: Data) -> ResponseHead | None:
-        """Feed bytes; return the head once complete (1xx interim responses skipped)."""
+        """Feed bytes; return the head once complete (1xx interim responses skipped).
+
+        Interim heads count against ``max_head_size`` with the final one, and no more
+        bytes than could still belong to a head are ever copied or scanned: the rest of a
+        large chunk waits, untouched, until the head is known (``trailing_data``).
+        """
         if self.head is not None:
             raise LocalProtocolError("response head already complete")
-        self._buf += data
-        while self.head is None:
-            end = self._find_end()
-            if end is None:
-                self._check_incomplete()
-                return None
-            block = bytes(self._buf[:end])
-            del self._buf[:end]
-            self._scanned = self._line_start = 0
-            head = self._parse(block)
+        view = memoryview(data).cast("B")
+        room = self._max_head_size + 1 - self._used - len(self._buf)
+        taken = min(max(room, 0), len(view))
+        self._buf += view[:taken]
+        start = 0
+        while (end := self._find_end(start)) is not None:
+            self._used += end - start
+            if self._used > self._max_head_size:
+                raise RemoteProtocolError(
+                    f"response head exceeds max_head_size ({self._max_head_size} bytes)"
+                )
+            head = self._parse(bytes(self._buf[start:end]))
+            start = self._scanned = self._line_start = end
             if head is not None and not 100 <= head.status < 200:
                 self.head = head
-        self.trailing_data = bytes(self._buf)
-        self._buf.clear()
-        return self.head
+                self.trailing_data = bytes(self._buf[end:]) + bytes(view[taken:])
+                self._buf.clear()
+                return head
+        del self._buf[:start]  # at most once per call: parsed interim heads
+        self._scanned, self._line_start = self._scanned - start, self._line_start - start
+        self._check_incomplete()
+        return None
 
-    def _find_end(self) -> int | None:
+    def _find_end(self, start: int) -> int | None:
         """Return the offset just past the blank line ending the head; scan each byte once."""
         buf = self._buf
-        start = max(self._scanned - 2, 0)
-        ends = [i + 2 for i in (buf.find(b"\n\n", start),) if i != -1]
-        ends += [i + 3 for i in (buf.find(b"\n\r\n", start),) if i != -1]
-        if ends:
-            return min(ends)
-        newline = buf.rfind(b"\n", start)
+        search = max(self._scanned - 2, start)
+        found = _HEAD_END.search(buf, search)
+        if found is not None:
+            return found.end()
+        newline = buf.rfind(b"\n", search)
         if newline != -1:
             self._line_start = newline + 1
         self._scanned = len(buf)
         return None
 
     def _check_incomplete(self) -> None:
-        if len(self._buf) > self._max_head_size:
+        if self._used + len(self._buf) > self._max_head_size:
             raise RemoteProtocolError(
                 f"response head exceeds max_head_size ({self._max_head_size} bytes)"
             )
@@ -145,10 +159,6 @@ class ResponseHeadParser:
             )
 
     def _parse(self, block: bytes) -> ResponseHead | None:
-        if len(block) > self._max_head_size:
-            raise RemoteProtocolError(
-                f"response head exceeds max_head_size ({self._max_head_size} bytes)"
-            )
         lines = [line.removesuffix(b"\r") for line in block.split(b"\n")]
         while lines and not lines[-1]:
             lines.pop()
@@ -171,8 +181,14 @@ class ResponseHeadParser:
         headers: list[tuple[str, str]] = []
         for line in lines[1:]:
             if line[:1] in (b" ", b"\t") and headers:
-                # Obsolete line folding (RFC 9112 §5.2): join with a space.
+                # Obsolete line folding (RFC 9112 §5.2): join with a space. The joined
+                # value is one line: bounded like one before it is built.
                 name, value = headers[-1]
+                if len(value) + len(line) >= self._max_line_size:
+                    raise RemoteProtocolError(
+                        f"folded response header exceeds max_line_size ({self._max_line_size}"
+                        " bytes)"
+                    )
                 headers[-1] = (name, f"{value} {line.strip().decode('latin-1')}".strip())
                 continue
             name_b, sep, value_b = line.partition(b":")
@@ -198,7 +214,8 @@ def content_length(head: ResponseHead) -> int | None:
     if len(values) > 1:
         raise RemoteProtocolError("conflicting Content-Length values")
     value = values.pop()
-    if not value.isdigit() or not value.isascii() or len(value) > 18:
+    # The length first: a long value is refused before it is looked at (or converted).
+    if len(value) > 18 or not value.isascii() or not value.isdigit():
         raise RemoteProtocolError(f"invalid Content-Length {value[:20]!r}")
     return int(value)
 
@@ -360,7 +377,7 @@ class ChunkedDecoder:
         if line is None:
             return used, []
         size_text = line.split(b";", 1)[0].strip(b" \t")
-        if not _HEX.fullmatch(size_text) or len(size_text) > 15:
+        if len(size_text) > 15 or not _HEX.fullmatch(size_text):
             raise RemoteProtocolError(f"malformed chunk size {_show(line)}")
         self._remaining = int(size_text, 16)
         self._state = self._handle_trailer if self._remaining == 0 else self._handle_data

@@ -86,8 +86,15 @@ class ContainerDetector:
     def _find_start(self, *, eof: bool) -> tuple[int, ContainerFormat] | None:
         """Return (offset, format) of the stream start, or None while undecided."""
         d, p = self._window, self._pos
+        # The next candidate of each kind, found again only once p has passed it: one
+        # search per candidate rejected would read the window again each time (quadratic).
+        code = sync = -2
         while True:
-            hits = [x for x in (d.find(b"\x00\x00\x01", p), d.find(b"\x47", p)) if x >= 0]
+            if code != -1 and code < p:
+                code = d.find(b"\x00\x00\x01", p)
+            if sync != -1 and sync < p:
+                sync = d.find(b"\x47", p)
+            hits = [x for x in (code, sync) if x >= 0]
             p = min(hits) if hits else max(p, len(d) - 3)
             if p > self._max_junk:
                 raise RemoteProtocolError(

@@ -196,12 +196,13 @@ class MultipartDemuxer(PartParser):
     def _handle_preamble(self, events: list[Event]) -> bool:
         buf, p, end = self._buf, self._start, self._end
         budget = self._max_preamble - self._preamble_bytes
-        eol = buf.find(b"\n", p, end)
+        eol = buf.find(b"\n", p + self._no_eol, min(end, p + budget + 1))
         if eol < 0:
             if end - p > budget:
                 raise RemoteProtocolError(
                     f"preamble exceeds max_preamble ({self._max_preamble} bytes)"
                 )
+            self._no_eol = end - p
             return False
         if eol - p > budget:  # checked first: whatever the line is, as if read bytewise
             raise RemoteProtocolError(f"preamble exceeds max_preamble ({self._max_preamble} bytes)")
@@ -240,6 +241,8 @@ class MultipartDemuxer(PartParser):
                 self._count_block(run)
                 self._consume(run)
                 return True
+        if self._no_eol and not self._line_ends(buf, p, end):
+            return False  # the header line at p is still incomplete: only new bytes looked at
         room = self._max_block - self._block_bytes
         block = parts.HEADER_BLOCK.match(buf, p, min(end, p + room))
         if block is not None and self._take_block(bytes(buf[p : block.end()])):
@@ -263,15 +266,9 @@ class MultipartDemuxer(PartParser):
                 return False  # could still become a header line
             return self._begin_body(events)  # cannot be a header: the body starts here
         eol = buf.find(b"\n", p, min(end, p + self._max_line + 2))
-        # Raise what a reader fed byte by byte would have raised first, however it was fed.
-        seen = (end if eol < 0 else eol) - p
-        line_limit = self._max_line + 2  # line bytes, CR included, that break max_line_size
-        block_limit = self._max_block - self._block_bytes + 1
-        if seen >= min(line_limit, block_limit):
-            if line_limit <= block_limit:
-                self._line_too_long()
-            self._block_too_big()
+        self._check_line((end if eol < 0 else eol) - p)
         if eol < 0:
+            self._no_eol = end - p  # a header line, incomplete: _line_ends takes it from here
             return False
         line = bytes(buf[p:eol])
         if len(line.removesuffix(b"\r")) > self._max_line:
@@ -280,6 +277,25 @@ class MultipartDemuxer(PartParser):
         self._count_block(eol + 1 - p)
         self._consume(eol + 1 - p)
         return True
+
+    def _line_ends(self, buf: bytearray, p: int, end: int) -> bool:
+        """Return True if the incomplete header line at p now ends; else check its limits."""
+        # The line starts like a header and its first _no_eol bytes hold no line break.
+        eol = buf.find(b"\n", p + self._no_eol, min(end, p + self._max_line + 2))
+        if eol >= 0:
+            return True
+        self._check_line(end - p)
+        self._no_eol = end - p
+        return False
+
+    def _check_line(self, seen: int) -> None:
+        """Raise what a reader fed byte by byte would have raised first, however it was fed."""
+        line_limit = self._max_line + 2  # line bytes, CR included, that break max_line_size
+        block_limit = self._max_block - self._block_bytes + 1
+        if seen >= min(line_limit, block_limit):
+            if line_limit <= block_limit:
+                self._line_too_long()
+            self._block_too_big()
 
     def _handle_fill(self, events: list[Event]) -> bool:
         if self._start == self._end:

@@ -33,9 +33,9 @@ PAD_EOL = re.compile(rb"[ \t]*+\r?\n")
 PAD_PARTIAL = re.compile(rb"[ \t]*+\r?")
 # RFC 2046 §5.1.1 bchars, and the last character may not be a space.
 _BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
-_BOUNDARY_PARAM = re.compile(
-    r""";\s*boundary\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)""", re.IGNORECASE | re.DOTALL
-)
+_BOUNDARY_PARAM = re.compile(r";\s*boundary\s*=\s*", re.IGNORECASE)
+_QUOTED_VALUE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_TOKEN_VALUE = re.compile(r"[^;\s]*")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 
 
@@ -55,20 +55,40 @@ class DropReason(enum.StrEnum):
 
 
 def declared_boundary(content_type: str | None, *, max_length: int) -> bytes | None:
-    """Return the boundary parameter of a Content-Type (unquoted, leading ``--`` removed)."""
+    """Return the boundary parameter of a Content-Type (unquoted, leading ``--`` removed).
+
+    Only a bounded window of the header is looked at: a value too long for ``max_length``
+    (RFC 2046 §5.1.1: 70) is rejected before it is unescaped or copied, however long it is.
+    """
     if not content_type:
         return None
     match = _BOUNDARY_PARAM.search(content_type)
     if match is None:
         return None
-    value = match.group(1)
-    if value.startswith('"'):
-        value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+    # The longest acceptable value: the boundary and "--" (some servers declare the
+    # delimiter), every character escaped, in quotes.
+    room = 2 * (max_length + 2) + 2
+    window = content_type[match.end() : match.end() + room + 1]
+    token = _TOKEN_VALUE.match(window)
+    value = token[0] if token else ""
+    quoted = _QUOTED_VALUE.match(window) if value.startswith('"') else None
+    unclosed = value.startswith('"') and quoted is None and len(window) > room
+    if unclosed or (quoted is None and len(value) > room):
+        raise RemoteProtocolError(f"boundary exceeds max_boundary_length ({max_length} bytes)")
+    if quoted is not None:
+        value = unquote(quoted[1])
+    elif value.startswith('"'):  # unterminated: taken as it comes, like a quoted-string
+        value = unquote(value[1:-1])
     # Some servers declare the delimiter (with its dashes) instead of the boundary.
     boundary = value.strip().encode("latin-1", "replace").removeprefix(b"--")
     if len(boundary) > max_length:
         raise RemoteProtocolError(f"boundary exceeds max_boundary_length ({max_length} bytes)")
     return boundary or None
+
+
+def unquote(text: str) -> str:
+    """Return the content of a quoted-string with its quoted-pairs undone (RFC 9110 §5.6.4)."""
+    return _QUOTED_PAIR.sub(r"\1", text)
 
 
 def boundary_of_line(line: bytes) -> bytes | None:
@@ -120,7 +140,7 @@ def length_and_type(
             length = value
         elif name == "content-type" and content_type is None:
             content_type = value
-    if length is None or not (length.isascii() and length.isdigit()) or len(length) > 12:
+    if length is None or len(length) > 12 or not (length.isascii() and length.isdigit()):
         return None
     number = int(length)
     return (number, content_type) if number <= max_part_size else None

@@ -25,6 +25,12 @@ _STRENGTH = ("SHA-256-SESS", "SHA-256", "MD5-SESS", "MD5")
 # auth-param = token BWS "=" BWS ( token / quoted-string )   (RFC 9110 §11.2)
 _PARAM = re.compile(r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*,?')
 _SCHEME = re.compile(r"\s*,?\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?=\s|$|,)")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+#: Longest parameter value taken from a challenge (a nonce is 32-64 characters; RFC 7616
+#: sets no limit). Checked on the raw text, before any unescaping.
+MAX_PARAM_VALUE = 1024
+#: Challenges read from one response (the strongest we support is picked among them).
+MAX_CHALLENGES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +54,36 @@ class Challenge:
 
 
 def parse_challenges(values: list[str]) -> list[Challenge]:
-    """Parse every challenge in the given ``WWW-Authenticate`` header values."""
+    """Parse the challenges in the given ``WWW-Authenticate`` header values.
+
+    Work is bounded before anything is transformed: a challenge with a parameter value
+    longer than MAX_PARAM_VALUE is skipped without unescaping it, and parsing stops after
+    MAX_CHALLENGES challenges.
+    """
     challenges: list[Challenge] = []
     for value in values:
         pos = 0
-        while pos < len(value):
+        while pos < len(value) and len(challenges) < MAX_CHALLENGES:
             match = _SCHEME.match(value, pos)
             if match is None:
                 break
             scheme, pos = match[1].lower(), match.end()
-            params: dict[str, str] = {}
+            params: dict[str, str] | None = {}
             while True:
                 param = _PARAM.match(value, pos)
                 if param is None:
                     break
-                raw = param[2]
-                if raw.startswith('"'):
-                    raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-                params[param[1].lower()] = raw
                 pos = param.end()
-            challenges.append(Challenge(scheme, params))
+                raw = param[2]
+                if params is None:
+                    continue
+                quoted = raw.startswith('"')
+                if len(raw) > MAX_PARAM_VALUE + 2 * quoted:
+                    params = None  # unanswerable: skip the whole challenge, unescaped
+                    continue
+                params[param[1].lower()] = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if quoted else raw
+            if params is not None:
+                challenges.append(Challenge(scheme, params))
             # token68 forms (e.g. "Negotiate abc=") are not schemes we use: skip the rest.
             if pos < len(value) and _SCHEME.match(value, pos) is None:
                 break

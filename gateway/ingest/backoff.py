@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import random
+import time
+from typing import Protocol
 
 
 class Failure(enum.Enum):
@@ -11,8 +14,10 @@ class Failure(enum.Enum):
 
     #: Refused, reset, closed, timed out: the network or the camera went away.
     NETWORK = "network"
-    #: No bytes for ``stall_timeout`` seconds.
+    #: No frame (whether or not bytes came) for ``stall_timeout`` seconds.
     STALL = "stall"
+    #: The body ended (close delimiter) while the connection stayed open.
+    ENDED = "ended"
     #: 401/403: the camera refused our credentials.
     AUTH = "auth"
     #: The camera answered with something we cannot ingest (503, HTML, wrong type).
@@ -93,25 +98,88 @@ class ReconnectPolicy:
 
 
 class StallWatchdog:
-    """Declare a connection stalled after ``timeout`` seconds without a byte."""
+    """Declare a connection stalled after ``timeout`` seconds without a frame.
+
+    Bytes are not progress: a camera that sends an endless part, torn JPEGs or an
+    epilogue after its close delimiter is as frozen as one that sends nothing. Which of
+    the two it was goes into the reason.
+    """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._last: float | None = None
+        self._last_data = 0.0
+        self._bytes_at_frame = 0
+        self._bytes = 0
 
-    def data_received(self, now: float) -> None:
-        """Note that bytes arrived at ``now`` (also call it when the connection starts)."""
-        self._last = now
+    def start(self, now: float, bytes_in: int = 0) -> None:
+        """Arm at ``now``, the connection's start; ``bytes_in`` is what it has read so far."""
+        self._last = self._last_data = now
+        self._bytes_at_frame = self._bytes = bytes_in
+
+    def data_received(self, now: float, bytes_in: int) -> None:
+        """Note the last read: when, and the bytes read in all by then (a running total)."""
+        if bytes_in > self._bytes:
+            self._last_data = max(self._last_data, now)
+            self._bytes = bytes_in
+
+    def frame_received(self, now: float, bytes_in: int) -> None:
+        """Note a frame at ``now``, when the connection had read ``bytes_in`` bytes."""
+        self._last = self._last_data = now
+        self._bytes_at_frame = bytes_in
+        self._bytes = max(self._bytes, bytes_in)
 
     def stop(self) -> None:
-        """Disarm until the next ``data_received``."""
+        """Disarm until the next ``start``."""
         self._last = None
 
     def get_timer(self) -> float | None:
-        """Return when the connection counts as stalled if nothing arrives before."""
+        """Return when the connection counts as stalled if no frame comes before."""
         return None if self._last is None else self._last + self.timeout
 
-    def handle_timer(self, now: float) -> bool:
-        """Return True if the connection has stalled by ``now``."""
+    def handle_timer(self, now: float) -> str | None:
+        """Return why the connection has stalled by ``now``, or None while it has not."""
         deadline = self.get_timer()
-        return deadline is not None and now >= deadline
+        if deadline is None or now < deadline:
+            return None
+        silent = now - self._last_data
+        if silent >= self.timeout / 2:
+            # Silent for most of the window (a frame's trailing delimiter came, then
+            # nothing): the camera stopped sending, whatever trickled in first.
+            return f"stalled: no data for {silent:.1f} s"
+        arrived = format_bytes(self._bytes - self._bytes_at_frame)
+        return f"stalled: no frame for {self.timeout:.1f} s while {arrived} arrived"
+
+
+def format_bytes(count: int) -> str:
+    """Return a byte count for people: ``812 B``, ``4.1 kB``, ``3.2 MB`` (SI units)."""
+    if count < 1000:
+        return f"{count} B"
+    value = count / 1000
+    for unit in ("kB", "MB"):
+        if value < 999.95:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+class Clock(Protocol):
+    """Where supervision reads the time and waits (tests pass a fake one)."""
+
+    def monotonic(self) -> float:
+        """Return seconds on a monotonic clock."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+
+    def monotonic(self) -> float:
+        """Return ``time.monotonic()``."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the event loop."""
+        await asyncio.sleep(seconds)

@@ -104,6 +104,7 @@ class IngestProtocol(asyncio.BufferedProtocol):
         *,
         scratch_size: int = 4096,
         max_head_size: int = 65536,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         loop = asyncio.get_running_loop()
         self._request = request
@@ -122,8 +123,9 @@ class IngestProtocol(asyncio.BufferedProtocol):
         self.bytes_in = 0
         #: Body bytes copied out of the head scratch buffer.
         self.head_copied = 0
-        #: ``time.monotonic()`` of the last read.
-        self.last_data = time.monotonic()
+        self._clock = clock
+        #: When the last read happened (``clock()``, ``time.monotonic`` unless given).
+        self.last_data = clock()
 
     @property
     def copied(self) -> int:
@@ -150,7 +152,7 @@ class IngestProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         """Hand the bytes just read to the head parser or the body decoder."""
         self.bytes_in += nbytes
-        self.last_data = time.monotonic()
+        self.last_data = self._clock()
         try:
             if self._decoder is not None:
                 events = self._decoder.buffer_updated(nbytes)
@@ -246,6 +248,7 @@ async def open_stream(
     accept_header: str = "*/*",
     max_redirects: int = 2,
     max_auth_rounds: int = 3,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Opened:
     """Connect, authenticate and follow same-origin redirects until a 200 is streaming.
 
@@ -255,6 +258,7 @@ async def open_stream(
     :param on_events: called synchronously with each batch of consumer events.
     :param auth: credentials for ``target``'s origin; never sent anywhere else.
     :param response_timeout: seconds allowed for each connect plus response head.
+    :param clock: what the protocol's ``last_data`` is read from.
     :raises AuthError: 401/403 that retrying cannot fix.
     :raises UpstreamError: any other non-200 answer, cross-origin redirect, refused connection.
     :raises RemoteProtocolError: malformed response.
@@ -270,7 +274,10 @@ async def open_stream(
             if value is not None:
                 headers.append(("Authorization", value))
         protocol = IngestProtocol(
-            build_request(target.target, target.authority, headers), accept, on_events
+            build_request(target.target, target.authority, headers),
+            accept,
+            on_events,
+            clock=clock,
         )
         try:
             async with asyncio.timeout(response_timeout):

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 from gateway.demux.codec import codec_name, jpeg_size, mpeg_video_info
 from gateway.demux.http1 import BodyConsumer, ResponseHead
 from gateway.demux.mpeg2 import UnitDropped
-from gateway.demux.multipart import PartDropped
+from gateway.demux.multipart import PartDropped, StreamEnded
 from gateway.errors import AuthError, GatewayError, RemoteProtocolError, UpstreamError
 from gateway.ingest.auth import Authenticator
-from gateway.ingest.backoff import Failure, StallWatchdog
+from gateway.ingest.backoff import Clock, Failure, StallWatchdog, SystemClock
 from gateway.ingest.connection import IngestProtocol, Target, open_stream
 from gateway.ingest.kinds import (
     ACCEPT_HEADERS,
@@ -76,6 +76,7 @@ class Session:
         auth: Authenticator | None = None,
         connect_timeout: float = 10.0,
         stamper: Stamper | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.kind = kind
         #: Where the request goes (before redirects): the stream compares it with its own.
@@ -89,6 +90,13 @@ class Session:
         self._stamper = stamper if stamper is not None else STAMPERS[kind]()
         self._seq = 0
         self._want_description = True
+        self._clock = clock or SystemClock()
+        #: Armed by ``watch``: frames, not bytes, keep the connection alive.
+        self._watchdog: StallWatchdog | None = None
+        #: Parts dropped since the last frame (a stall reports them).
+        self._dropped = 0
+        #: Why the body ended while the connection was open (a close delimiter), if it did.
+        self.ended: str | None = None
         #: The streaming connection once ``open`` succeeded.
         self.protocol: IngestProtocol | None = None
         #: The body consumer once ``open`` succeeded.
@@ -123,6 +131,7 @@ class Session:
 
         def accept(head: ResponseHead) -> BodyConsumer:
             consumer.append(make_consumer(self.kind, head))
+            self.consumer = consumer[0]  # its boundary names a close delimiter in the head's read
             return consumer[0]
 
         try:
@@ -133,6 +142,7 @@ class Session:
                 auth=self._auth,
                 response_timeout=self._connect_timeout,
                 accept_header=ACCEPT_HEADERS[self.kind],
+                clock=self._clock.monotonic,
             )
         except GatewayError as exc:
             return failure_of(exc), str(exc)
@@ -142,24 +152,35 @@ class Session:
         return None
 
     async def watch(self, stall_timeout: float) -> tuple[Failure, str]:
-        """Wait until the connection ends or stalls; return why."""
+        """Wait until the connection ends, its body ends, or no frame comes; return why."""
         protocol = self.protocol
         assert protocol is not None, "watch() before open()"
-        watchdog = StallWatchdog(stall_timeout)
+        watchdog = self._watchdog = StallWatchdog(stall_timeout)
+        watchdog.start(self._clock.monotonic(), protocol.bytes_in)
+        if self.ended is not None:
+            protocol.abort(UpstreamError(self.ended))  # it ended in the read with the head
         while not protocol.closed.done():
-            watchdog.data_received(protocol.last_data)
-            now = time.monotonic()
-            if watchdog.handle_timer(now):
-                return Failure.STALL, f"stalled: no data for {stall_timeout:g} s"
+            now = self._clock.monotonic()
+            watchdog.data_received(protocol.last_data, protocol.bytes_in)
+            stalled = watchdog.handle_timer(now)
+            if stalled is not None:
+                return Failure.STALL, stalled + self._dropped_note()
             deadline = watchdog.get_timer()
             assert deadline is not None
             await asyncio.wait([protocol.closed], timeout=max(deadline - now, 0.0))
+        if self.ended is not None:
+            return Failure.ENDED, self.ended
         error = protocol.closed.result()
         if error is None:
             return Failure.NETWORK, "connection closed by the camera"
         if isinstance(error, GatewayError):
             return failure_of(error), str(error)
         return Failure.NETWORK, f"connection lost: {error}"
+
+    def _dropped_note(self) -> str:
+        if not self._dropped:
+            return ""
+        return f" ({self._dropped} part{'s' if self._dropped > 1 else ''} dropped)"
 
     def abort(self, error: BaseException) -> None:
         """Drop the streaming connection (if any) at once, recording why."""
@@ -172,14 +193,30 @@ class Session:
         """Turn a batch of consumer events into frames for the sink."""
         for event in events:
             if isinstance(event, PartDropped | UnitDropped):
+                self._dropped += 1
                 self._sink.frame_dropped()
+                continue
+            if isinstance(event, StreamEnded):
+                if event.by_delimiter:
+                    self._body_ended()
                 continue
             data = self._frame_data(event)
             if data is not None:
                 self._deliver(data, event)
 
+    def _body_ended(self) -> None:
+        """End the connection: a camera that closed its body and went on sending is frozen."""
+        boundary = self.boundary
+        self.ended = "the camera ended the stream (close delimiter{})".format(
+            f" --{boundary}--" if boundary else ""
+        )
+        self.abort(UpstreamError(self.ended))
+
     def _deliver(self, data: FrameData, event: object) -> None:
         received_ns = time.monotonic_ns()
+        if data.pictures and self._watchdog is not None:
+            self._dropped = 0
+            self._watchdog.frame_received(self._clock.monotonic(), self.bytes_in)
         if self._want_description:
             self._want_description = False
             self._describe(data)

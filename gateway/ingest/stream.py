@@ -1,8 +1,9 @@
 """CameraStream: one upstream stream per camera, supervised (reconnect, stall, backoff).
 
-The per-kind tables live in ``gateway.ingest.kinds`` and one connection in
-``gateway.ingest.session``; this module keeps the lifecycle, the reconnect loop, the
-state and counters, and the upstream rate (``set_fps``).
+The per-kind tables live in ``gateway.ingest.kinds``, one connection in
+``gateway.ingest.session`` and what gets logged when in ``gateway.ingest.outage``; this
+module keeps the lifecycle, the reconnect loop, the state and counters, and the
+upstream rate (``set_fps``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 from gateway.config import CameraConfig
 from gateway.errors import UpstreamError
 from gateway.ingest.auth import Authenticator
-from gateway.ingest.backoff import Failure, ReconnectPolicy
+from gateway.ingest.backoff import Clock, Failure, ReconnectPolicy, SystemClock
 from gateway.ingest.connection import Target
 from gateway.ingest.kinds import STAMPERS, stream_path
+from gateway.ingest.outage import OutageLog
 from gateway.ingest.redact import redact, register_secrets
 from gateway.ingest.session import Session
 from gateway.media import NS_PER_SECOND, Frame, StreamKind, StreamState
@@ -52,6 +54,7 @@ class CameraStream:
         stall_timeout: float | None = None,
         connect_timeout: float = 10.0,
         fps_window: float = 2.0,
+        clock: Clock | None = None,
     ) -> None:
         """Prepare (but do not start) ingest of ``kind`` from ``camera``.
 
@@ -63,10 +66,12 @@ class CameraStream:
         :param fps: rate asked upstream (default ``camera.fps``); ``set_fps(None)``
             comes back to it.
         :param policy: reconnect policy (tests pass short delays).
-        :param stall_timeout: seconds without a byte before reconnecting
-            (default ``camera.stall_timeout``).
+        :param stall_timeout: seconds without a frame before reconnecting, however many
+            bytes arrive (default ``camera.stall_timeout``).
         :param connect_timeout: seconds allowed for connect plus response head.
         :param fps_window: seconds of frame arrivals ``fps_in`` is computed over.
+        :param clock: where supervision (backoff, watchdog, log reminders) reads the time
+            and waits; tests pass a fake one. Frame timestamps always use the real clock.
         """
         self.camera = camera
         self.kind = kind
@@ -79,7 +84,7 @@ class CameraStream:
         self._target = self._base_target.with_target(stream_path(camera, kind, self._fps))
         #: Set when ``set_fps`` ended the attempt: reconnect at once, nothing failed.
         self._retarget = False
-        self._ever_live = False
+        self._clock = clock or SystemClock()
         self._auth: Authenticator | None = None
         if camera.username is not None:
             password = camera.password.value if camera.password is not None else ""
@@ -90,6 +95,9 @@ class CameraStream:
             {"camera": camera.name, "stream": kind.value},
         )
         self.policy = policy or ReconnectPolicy()
+        #: Decides which troubles are logged, and reminds of a stream still down.
+        self.outages = OutageLog(settle=self.policy.healthy_after)
+        self._bugs_logged: set[str] = set()
         self.stall_timeout = camera.stall_timeout if stall_timeout is None else stall_timeout
         self.connect_timeout = connect_timeout
         self._fps_window_ns = int(fps_window * NS_PER_SECOND)
@@ -101,7 +109,6 @@ class CameraStream:
         self._paused: set[asyncio.Task[None]] = set()
         #: The current connection attempt, if any.
         self._session: Session | None = None
-        self._logged_error: str | None = None
         self._bytes_done = 0
         #: Current state.
         self.state = StreamState.IDLE
@@ -236,9 +243,10 @@ class CameraStream:
     def _set_state(self, state: StreamState) -> None:
         if state is not self.state:
             self.state = state
-            self.history.append((time.monotonic(), state))
+            self.history.append((self._clock.monotonic(), state))
 
     async def _run(self) -> None:
+        self.outages.stopped()  # a new run: live again only once frames come
         failed = False
         while True:
             if failed:
@@ -247,9 +255,13 @@ class CameraStream:
             try:
                 failure, message = await self._attempt()
             except Exception as exc:
-                # A bug must not end ingest for good: report it, back off, try again.
-                self.log.exception("ingest failed unexpectedly")
-                failure, message = Failure.PROTOCOL, f"internal error: {type(exc).__name__}"
+                # A bug must not end ingest for good: report it, back off, try again. The
+                # traceback once per kind of bug: it repeats on every attempt.
+                name = type(exc).__name__
+                if name not in self._bugs_logged and len(self._bugs_logged) < 16:
+                    self._bugs_logged.add(name)
+                    self.log.exception("ingest failed unexpectedly")
+                failure, message = Failure.PROTOCOL, f"internal error: {name}"
             if self._retarget:
                 self._retarget = False  # set_fps closed it: reconnect now, nothing failed
                 failed = False
@@ -267,6 +279,7 @@ class CameraStream:
             auth=self._auth,
             connect_timeout=self.connect_timeout,
             stamper=self.stamper,
+            clock=self._clock,
         )
         refused = await session.open()
         if refused is not None:
@@ -287,30 +300,33 @@ class CameraStream:
     def _went_live(self, session: Session) -> None:
         self.content_type = session.content_type
         self.boundary = session.boundary
-        self.policy.connected(time.monotonic())
+        self.policy.connected(self._clock.monotonic())
         self._set_state(StreamState.LIVE)
-        if self._logged_error is not None or not self._ever_live:
-            self.log.info("live (%s)", self.content_type)
-        self._ever_live = True
-        self._logged_error = None
 
     async def _back_off(self, failure: Failure, message: str) -> None:
-        now = time.monotonic()
+        clock = self._clock
+        now = clock.monotonic()
         delay = self.policy.failed(now, failure)
         self.last_error = redact(message)
         self._set_state(StreamState.FAILED if failure is Failure.AUTH else StreamState.BACKOFF)
-        if self.last_error != self._logged_error:
-            # One line per change of problem: a camera refusing our password every
-            # minute must not flood the log (or look like a new event each time).
-            self._logged_error = self.last_error
-            self.log.warning("%s; retrying in %.1f s", self.last_error, delay)
+        # One line when the stream goes down (or drops), one per new problem, then the
+        # reminders: a camera refusing our password every minute must not flood the log.
+        self._log(self.outages.failed(now, self.last_error, delay), logging.WARNING)
         while True:
             due = self.policy.get_timer()
             if due is None:
                 return
-            await asyncio.sleep(max(due - time.monotonic(), 0.0))
-            if self.policy.handle_timer(time.monotonic()):
+            reminder = self.outages.get_timer()
+            wake = due if reminder is None else min(due, reminder)
+            await clock.sleep(max(wake - clock.monotonic(), 0.0))
+            now = clock.monotonic()
+            self._log(self.outages.handle_timer(now), logging.WARNING)
+            if self.policy.handle_timer(now):
                 return
+
+    def _log(self, line: str | None, level: int) -> None:
+        if line is not None:
+            self.log.log(level, "%s", line)
 
     # -- the session's frame sink ---------------------------------------------------------
 
@@ -318,6 +334,10 @@ class CameraStream:
         """Count a frame, keep it as ``latest`` and pass it to ``on_frame``."""
         # An MPEG-2 read is a run of bytes: frames_in and fps_in count the pictures in it.
         self.frames_in += pictures
+        if pictures and self.state is StreamState.LIVE:  # not in the read with the head
+            line = self.outages.live(self._clock.monotonic(), str(self.content_type))
+            if line is not None:
+                self.log.info("%s", line)
         self._arrivals.extend([frame.received_ns] * pictures)
         self.latest = frame
         if self.on_frame is not None:

@@ -69,6 +69,13 @@ class Framing:
         blank = self.eol * 2 if self.extra_blank_lines else b""
         return self.eol + blank + b"--" + self.boundary + self.eol
 
+    def close_line(self) -> bytes:
+        """Return a line break and the close delimiter (RFC 2046 §5.1.1) with its line break.
+
+        Sent after a ``tail`` it ends the body with an empty part, as the RFC allows.
+        """
+        return self.eol + b"--" + self.boundary + b"--" + self.eol
+
     def part(
         self,
         payload: bytes,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.errors import ConfigError
-from gateway.sim.encoders import AudioCodec
+from gateway.sim.encoders import AudioCodec, insert_comment
 from gateway.sim.framing import Framing, make_framing
 from gateway.sim.options import MPEG2_FORMATS, Quirk, Quirks, check_size
 from gateway.sim.source import Chunk, Source, SourceClosedError
@@ -111,11 +111,23 @@ class RatePicker:
 
 
 class Faults:
-    """The per-connection faults: stall or close mid-frame after N units."""
+    """The per-connection faults: stall, close mid-frame or end the multipart body after N units."""
 
-    def __init__(self, quirks: Quirks) -> None:
+    def __init__(self, quirks: Quirks, framing: Framing | None = None) -> None:
         self.stall_after = quirks.get(Quirk.STALL_AFTER)
         self.close_after = quirks.get(Quirk.CLOSE_MID_FRAME)
+        # Multipart faults need the framing (MPEG-2 has none: they do not apply).
+        self._framing = framing
+        self.end_after = quirks.get(Quirk.CLOSE_DELIMITER_THEN_JUNK) if framing else None
+        self.boundary_in = quirks.get(Quirk.BOUNDARY_IN_JPEG) if framing else None
+
+    def payload(self, sent: int, data: bytes) -> bytes:
+        """Return JPEG number sent, with the close delimiter inside it when that is due."""
+        if self._framing is None or sent != self.boundary_in:
+            return data
+        # A COM segment may hold any bytes (ITU T.81 B.2.4.5): RFC 2046 §5.1.1 forbids the
+        # delimiter inside a body, so only Content-Length saves a reader here.
+        return insert_comment(data, self._framing.close_line().decode("ascii"))
 
     async def before(
         self, request: web.Request, response: web.StreamResponse, sent: int, unit: bytes, cut: int
@@ -132,6 +144,10 @@ class Faults:
             if request.transport is not None:
                 request.transport.close()
             return True
+        if self._framing is not None and sent == self.end_after:
+            # The body ends here; what follows is an epilogue a reader must ignore, and
+            # the connection stays open (the camera "forgot" to close it).
+            await response.write(self._framing.close_line())
         return False
 
 
@@ -184,7 +200,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     framing = make_framing(request[QUIRKS], content_length=request.query.get("showlength") != "0")
     delta = request.query.get("deltatime") == "1"
     source = state.video_source(channel, size)
-    picker, faults = RatePicker(rate, source.interval), Faults(request[QUIRKS])
+    picker, faults = RatePicker(rate, source.interval), Faults(request[QUIRKS], framing)
     response = await _open(request, framing.content_type)
     source.subscribe()
     try:
@@ -200,8 +216,9 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
             extra: tuple[tuple[str, str], ...] = ()
             if delta:
                 extra = (("X-Delta-Time", str((chunk.mono_ns - previous) // 1000 if sent else 0)),)
-            head = framing.head("image/jpeg", len(chunk.data), sent, extra)
-            unit = b"".join((head, chunk.data, framing.tail()))
+            data = faults.payload(sent, chunk.data)
+            head = framing.head("image/jpeg", len(data), sent, extra)
+            unit = b"".join((head, data, framing.tail()))
             if await faults.before(request, response, sent, unit, len(head)):
                 return response
             await response.write(unit)
@@ -270,9 +287,11 @@ async def _pump(
     source: Source,
     deadline: float | None,
     unit: Callable[[Chunk, int], tuple[bytes, int]],
+    *,
+    framing: Framing | None = None,
 ) -> web.StreamResponse:
     """Send every chunk of ``source`` in order, framed by ``unit`` -> (bytes, head length)."""
-    faults = Faults(request[QUIRKS])
+    faults = Faults(request[QUIRKS], framing)
     source.subscribe()
     try:
         reader, sent = ChunkReader(source), 0
@@ -324,7 +343,7 @@ async def audio(request: web.Request) -> web.StreamResponse:
         )
         return b"".join((head, chunk.data, framing.tail())), len(head)
 
-    return await _pump(request, response, source, deadline, unit)
+    return await _pump(request, response, source, deadline, unit, framing=framing)
 
 
 async def audio_params(request: web.Request) -> web.StreamResponse:

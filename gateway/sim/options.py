@@ -30,6 +30,8 @@ class Quirk(enum.Enum):
     HTML_ERROR = "html-error"
     NEW_BOUNDARY = "new-boundary"
     AUDIO_NO_BLANK_LINE = "audio-no-blank-line"
+    CLOSE_DELIMITER_THEN_JUNK = "close-delimiter-then-junk"
+    BOUNDARY_IN_JPEG = "boundary-in-jpeg"
 
 
 #: One line per quirk: what it does to the response. The CLI help and docs use this.
@@ -51,10 +53,25 @@ QUIRK_HELP: Final[Mapping[Quirk, str]] = {
     Quirk.HTML_ERROR: "every request is answered 200 with a text/html error page",
     Quirk.NEW_BOUNDARY: "each connection uses a different random boundary",
     Quirk.AUDIO_NO_BLANK_LINE: "audio parts omit the blank line after their headers (§5.5.2)",
+    Quirk.CLOSE_DELIMITER_THEN_JUNK: (
+        "close-delimiter-then-junk=N: after N parts send the close delimiter, then keep the"
+        " connection open and go on sending parts"
+    ),
+    Quirk.BOUNDARY_IN_JPEG: (
+        "boundary-in-jpeg=N: JPEG number N carries the close delimiter in a COM segment"
+        " (a reader without Content-Length sees the stream end there); the stream goes on"
+    ),
 }
 
 #: Quirks written NAME=N, with N a frame count.
-COUNTED: Final = frozenset({Quirk.STALL_AFTER, Quirk.CLOSE_MID_FRAME})
+COUNTED: Final = frozenset(
+    {
+        Quirk.STALL_AFTER,
+        Quirk.CLOSE_MID_FRAME,
+        Quirk.CLOSE_DELIMITER_THEN_JUNK,
+        Quirk.BOUNDARY_IN_JPEG,
+    }
+)
 
 #: Active quirks: each maps to its count (0 for quirks without one).
 Quirks = Mapping[Quirk, int]

@@ -348,11 +348,14 @@ def test_adversarial_units_are_linear(container: ContainerFormat, pattern: bytes
             unit = ts.psi(0, pat) + ts.psi(PMT_PID, pmt) + ts.packets(VIDEO_PID, pes)
         else:
             unit = body
-        reader = PictureReader(container, max_picture_size=4 << 20)
-        start = time.perf_counter()
-        try:
-            reader.feed(unit)
-        except RemoteProtocolError:
-            pass
-        times.append(time.perf_counter() - start)
+        best = float("inf")
+        for _ in range(3):  # this thread's CPU time, the least of 3: load cannot inflate it
+            reader = PictureReader(container, max_picture_size=4 << 20)
+            start = time.thread_time()
+            try:
+                reader.feed(unit)
+            except RemoteProtocolError:
+                pass
+            best = min(best, time.thread_time() - start)
+        times.append(best)
     assert times[1] < 12 * times[0] + 0.05

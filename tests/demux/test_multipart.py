@@ -118,8 +118,35 @@ def test_dialects(feed: Feeder, content_type: str | None, data: bytes) -> None:
     events, error = feed(content_type, data + b"--myboundary--\r\nepilogue")
     assert error is None
     assert payloads(events) == [J1, J2]
-    assert events[-1] == StreamEnded()
+    assert events[-1] == StreamEnded(by_delimiter=True)  # the epilogue (and EOF) adds nothing
     assert sum(isinstance(e, StreamEnded) for e in events) == 1
+
+
+def test_a_close_delimiter_inside_a_jpeg_without_length_ends_the_body(feed: Feeder) -> None:
+    # A COM segment may hold any bytes; without Content-Length only the delimiter frames
+    # the part, so the stream ends there: the caller must close the connection.
+    com = b"\xff\xfe\x00\x14\r\n--myboundary--\r\n"
+    tricked = J2[:2] + com + J2[2:]
+    data = part(J1, length=False) + part(tricked, length=False) + part(J3, length=False)
+    events, error = feed(CT, data)
+    assert error is None
+    assert payloads(events) == [J1]
+    assert events[1:] == [
+        PartDropped(DropReason.MISSING_EOI, 6),  # SOI and the COM marker and length
+        StreamEnded(by_delimiter=True),
+    ]
+    with_length = part(J1) + part(tricked) + part(J3)
+    events, error = feed(CT, with_length + b"--myboundary--\r\n")
+    assert payloads(events) == [J1, tricked, J3]  # Content-Length frames it: all is well
+    assert events[-1] == StreamEnded(by_delimiter=True)
+
+
+def test_the_end_of_the_connection_is_not_a_close_delimiter() -> None:
+    demuxer = MultipartDemuxer(CT)
+    events = demuxer.receive_data(part(J1))
+    events += demuxer.receive_eof()
+    assert payloads(events) == [J1]
+    assert events[-1] == StreamEnded(by_delimiter=False)
 
 
 def test_boundary_is_learned_from_body() -> None:

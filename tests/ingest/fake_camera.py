@@ -229,5 +229,28 @@ async def until(predicate: Callable[[], bool], limit: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+class FakeClock:
+    """Supervision time that jumps: ``sleep`` advances it at once (and lets the loop run).
+
+    A sleep that would end after ``stop_at`` never ends (``parked`` tells), so a test
+    stops the stream at a known time, not whenever its poll happens to look.
+    """
+
+    def __init__(self, stop_at: float = float("inf")) -> None:
+        self.now = 0.0
+        self.stop_at = stop_at
+        self.parked = False
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if self.now + seconds > self.stop_at:
+            self.parked = True
+            await asyncio.Event().wait()  # until the stream is stopped (cancelled)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
 def states(stream: CameraStream) -> list[str]:
     return [s.value for _, s in stream.history]

@@ -6,7 +6,14 @@ import base64
 
 import pytest
 
-from gateway.ingest.auth import Authenticator, ChallengeResult, parse_challenges
+from gateway.ingest import auth
+from gateway.ingest.auth import (
+    MAX_CHALLENGES,
+    MAX_PARAM_VALUE,
+    Authenticator,
+    ChallengeResult,
+    parse_challenges,
+)
 
 # RFC 7616 §3.9.1: the "Mufasa" example.
 REALM = "http-auth@example.org"
@@ -165,3 +172,37 @@ def test_rfc2069_digest_without_qop_and_sess_variant() -> None:
 def test_quoted_strings_with_escapes_and_commas() -> None:
     (c,) = parse_challenges(['Digest realm="a \\"b\\", c", nonce="x,y", qop=auth'])
     assert c.params == {"realm": 'a "b", c', "nonce": "x,y", "qop": "auth"}
+
+
+def test_an_overlong_parameter_skips_its_challenge_without_unescaping_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handed: list[int] = []
+    real = auth._QUOTED_PAIR
+
+    class Counting:
+        def sub(self, repl: str, text: str) -> str:
+            handed.append(len(text))
+            return real.sub(repl, text)
+
+    monkeypatch.setattr(auth, "_QUOTED_PAIR", Counting())
+    overlong = '"' + "\\a" * MAX_PARAM_VALUE + '"'  # 2 KiB of quoted-pairs
+    at_limit = '"' + "a" * MAX_PARAM_VALUE + '"'
+    values = [
+        f'Digest realm="cam", nonce={overlong}, qop="auth"',
+        f'Digest realm="cam", nonce={at_limit}, qop="auth"',
+        'Basic realm="cam"',
+    ]
+    assert [(c.scheme, len(c.params.get("nonce", ""))) for c in parse_challenges(values)] == [
+        ("digest", MAX_PARAM_VALUE),
+        ("basic", 0),
+    ]
+    assert max(handed) <= MAX_PARAM_VALUE
+    alone = Authenticator("root", "pw")
+    assert alone.handle_challenge(values[:1]) is ChallengeResult.UNSUPPORTED
+
+
+def test_challenges_read_from_one_response_are_bounded() -> None:
+    values = ['Digest realm="cam", nonce="n", qop="auth", ' * 100]
+    assert len(parse_challenges(values)) == MAX_CHALLENGES
+    assert len(parse_challenges(['Basic realm="x"'] * 100)) == MAX_CHALLENGES

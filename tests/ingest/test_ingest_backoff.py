@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from gateway.ingest.backoff import Failure, ReconnectPolicy, StallWatchdog
+from gateway.ingest.backoff import Failure, ReconnectPolicy, StallWatchdog, format_bytes
 
 
 def test_delays_double_from_half_a_second_to_the_cap_within_jitter() -> None:
@@ -70,15 +70,37 @@ def test_jitter_must_be_a_fraction() -> None:
         ReconnectPolicy(jitter=1.0)
 
 
-def test_stall_watchdog() -> None:
+def test_stall_watchdog_counts_frames_not_bytes() -> None:
     watchdog = StallWatchdog(5.0)
     assert watchdog.get_timer() is None
-    assert not watchdog.handle_timer(1e9)
-    watchdog.data_received(10.0)
+    assert watchdog.handle_timer(1e9) is None
+    watchdog.start(10.0, bytes_in=300)
     assert watchdog.get_timer() == 15.0
-    assert not watchdog.handle_timer(14.9)
-    watchdog.data_received(14.0)
-    assert not watchdog.handle_timer(18.9)
-    assert watchdog.handle_timer(19.0)
+    assert watchdog.handle_timer(14.9) is None
+    watchdog.frame_received(14.0, bytes_in=50_300)
+    watchdog.data_received(18.8, 3_250_300)  # bytes keep coming: no frame does
+    assert watchdog.handle_timer(18.9) is None
+    assert watchdog.handle_timer(19.0) == "stalled: no frame for 5.0 s while 3.2 MB arrived"
     watchdog.stop()
     assert watchdog.get_timer() is None
+
+
+def test_stall_watchdog_without_data_says_so() -> None:
+    watchdog = StallWatchdog(0.3)
+    watchdog.start(0.0, bytes_in=120)
+    watchdog.data_received(0.0, 120)
+    assert watchdog.handle_timer(0.3) == "stalled: no data for 0.3 s"
+    watchdog.frame_received(1.0, 500)
+    watchdog.data_received(1.01, 516)  # the delimiter after the frame, then silence
+    assert watchdog.handle_timer(1.3) == "stalled: no data for 0.3 s"
+    watchdog.data_received(1.2, 1_400)
+    assert watchdog.handle_timer(1.3) == "stalled: no frame for 0.3 s while 900 B arrived"
+
+
+@pytest.mark.parametrize(
+    ("count", "text"),
+    [(0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (4_149, "4.1 kB"), (999_949, "999.9 kB"),
+     (999_950, "1.0 MB"), (3_200_000, "3.2 MB"), (12_345_678_901, "12.3 GB")],
+)  # fmt: skip
+def test_format_bytes(count: int, text: str) -> None:
+    assert format_bytes(count) == text

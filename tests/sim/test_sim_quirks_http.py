@@ -162,6 +162,33 @@ async def audio_no_blank_line(fetch: Fetch, parts: Parts) -> None:
     assert normal.body.count(b"audio/32KADPCM\r\n\r\n") >= 10
 
 
+async def close_delimiter_then_junk(fetch: Fetch, parts: Parts) -> None:
+    raw = await fetch(MJPEG + "close-delimiter-then-junk=2")
+    body, close = raw.body, b"\r\n--myboundary--\r\n"
+    assert body.count(close) == 1
+    before, after = body.split(close)
+    # Two JPEGs, then an empty part closed at once; the other four parts follow it.
+    assert before.endswith(b"\xff\xd9\r\n--myboundary\r\n")
+    assert len(parts(before)) == 2
+    assert after.count(b"Content-Type: image/jpeg") == 4
+    unread = await fetch("/axis-cgi/mjpg/video.cgi?quirk=close-delimiter-then-junk=1", within=1.0)
+    assert not unread.closed  # the camera keeps the connection open after its close delimiter
+    assert unread.body.count(b"\xff\xd9") > 2
+
+
+async def boundary_in_jpeg(fetch: Fetch, parts: Parts) -> None:
+    raw = await fetch(MJPEG + "boundary-in-jpeg=3")
+    found = parts(raw.body)
+    assert len(found) == 6
+    comment = b"\xff\xfe\x00\x14\r\n--myboundary--\r\n"
+    assert [p.payload.startswith(b"\xff\xd8" + comment) for p in found] == [
+        False, False, False, True, False, False,
+    ]  # fmt: skip
+    assert all(len(p.payload) == int(p.headers["content-length"]) for p in found)
+    bare = await fetch(MJPEG + "boundary-in-jpeg=0&quirk=no-content-length")
+    assert bare.body.count(comment) == 1
+
+
 async def _until(predicate: Callable[[], bool], within: float = 3.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -189,6 +216,8 @@ CHECKS: dict[Quirk, Check] = {
     Quirk.HTML_ERROR: html_error,
     Quirk.NEW_BOUNDARY: new_boundary,
     Quirk.AUDIO_NO_BLANK_LINE: audio_no_blank_line,
+    Quirk.CLOSE_DELIMITER_THEN_JUNK: close_delimiter_then_junk,
+    Quirk.BOUNDARY_IN_JPEG: boundary_in_jpeg,
 }
 
 
