@@ -19,6 +19,7 @@ back to aiortc's own loop if not.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import struct
 import time
@@ -26,7 +27,10 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamError
 
+from .rtp import Prepared
 from .tracks import SharedTrack
+
+log = logging.getLogger("gateway.webrtc")
 
 #: Sent packets kept for retransmission (aiortc keeps as many).
 HISTORY = 128
@@ -71,6 +75,9 @@ class FastRtp:
         self._mid_id = 0
         self._abs_id = 0
         self._mid = b""
+        self._pt = 0
+        #: Frames go out from inside the ring's publish (False: from the task only).
+        self.inline = True
         send = sender.send
 
         async def send_with(parameters: Any) -> None:
@@ -107,43 +114,85 @@ class FastRtp:
         return struct.pack("!HH", 0xBEDE, len(elements) // 4) + elements
 
     async def run(self, codec: Any) -> None:
-        """Send the track's frames until it or the sender ends (aiortc's ``_run_rtp``)."""
+        """Send the track's frames until it or the sender ends (aiortc's ``_run_rtp``).
+
+        The task sends a viewer's first frame, and any after a cut; in between, the
+        frames published while it waits are sent from inside the ring's publish
+        (``_deliver``), so a frame costs each viewer no task wake-up at all.
+        """
         sender = self.sender
         sender._RTCRtpSender__rtp_started.set()
-        pt = codec.payloadType
-        ssrc = sender._ssrc
-        history = self.history
-        pack = _HEADER.pack_into
+        self._pt = codec.payloadType
         try:
             while True:
                 prepared = await self.track.recv()
                 transport = sender.transport
-                ntp = _ntp(time.time())
-                ext = self._extensions(ntp)
-                first = 0x90 if ext else 0x80
-                timestamp = (self._origin + prepared.timestamp) & 0xFFFFFFFF
-                last = len(prepared.payloads) - 1
-                octets = 0
-                for i, payload in enumerate(prepared.payloads):
-                    seq = self._seq
-                    packet = bytearray(12 + len(ext) + len(payload))
-                    pack(packet, 0, first, pt | (0x80 if i == last else 0), seq, timestamp, ssrc)
-                    packet[12 : 12 + len(ext)] = ext
-                    packet[12 + len(ext) :] = payload
-                    data = bytes(packet)
-                    history[seq % HISTORY] = data
-                    self._seq = (seq + 1) & 0xFFFF
-                    octets += len(payload)
+                for data in self._packets(prepared):
                     await transport._send_rtp(data)
-                sender._RTCRtpSender__ntp_timestamp = ntp
-                sender._RTCRtpSender__rtp_timestamp = timestamp
-                sender._RTCRtpSender__octet_count += octets
-                sender._RTCRtpSender__packet_count += last + 1
+                cursor = self.track.cursor
+                if self.inline and cursor is not None:
+                    cursor.set_deliver(self._deliver)
         except (asyncio.CancelledError, ConnectionError, MediaStreamError):
             pass
         finally:
             self.track.stop()
             sender._RTCRtpSender__rtp_exited.set()
+
+    def _packets(self, prepared: Prepared) -> list[bytes]:
+        """Return a frame's RTP packets, noting them for NACKs and sender reports."""
+        sender = self.sender
+        ntp = _ntp(time.time())
+        ext = self._extensions(ntp)
+        first = 0x90 if ext else 0x80
+        timestamp = (self._origin + prepared.timestamp) & 0xFFFFFFFF
+        payloads = prepared.payloads
+        last = len(payloads) - 1
+        pt, ssrc, history = self._pt, sender._ssrc, self.history
+        out = []
+        for i, payload in enumerate(payloads):
+            seq = self._seq
+            packet = bytearray(12 + len(ext) + len(payload))
+            _HEADER.pack_into(
+                packet, 0, first, pt | (0x80 if i == last else 0), seq, timestamp, ssrc
+            )
+            packet[12 : 12 + len(ext)] = ext
+            packet[12 + len(ext) :] = payload
+            data = bytes(packet)
+            history[seq % HISTORY] = data
+            self._seq = (seq + 1) & 0xFFFF
+            out.append(data)
+        sender._RTCRtpSender__ntp_timestamp = ntp
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__octet_count += prepared.size
+        sender._RTCRtpSender__packet_count += last + 1
+        return out
+
+    def _deliver(self) -> bool:
+        """Send what is pending now, inside ``Ring.publish``; False hands back to the task.
+
+        aiortc's send path (SRTP, then ``sendto`` on a UDP socket) never waits, so its
+        coroutine is run to its end here without a task. If it ever would wait (a
+        transport that blocks), or raises (the connection closed), the frame is left to
+        the task and this session stops sending inline.
+        """
+        track = self.track
+        try:
+            transport = self.sender.transport
+            while (prepared := track.poll()) is not None:
+                for data in self._packets(prepared):
+                    step = transport._send_rtp(data)
+                    try:
+                        step.send(None)
+                    except StopIteration:
+                        continue
+                    step.close()
+                    self.inline = False
+                    log.warning("webrtc: a send had to wait; this session sends from its task")
+                    return False
+        except Exception:  # ConnectionError and the like: the task ends the sender
+            self.inline = False
+            return False
+        return True
 
     async def retransmit(self, sequence_number: int) -> None:
         """Send a packet a NACK reported lost again, as RTX when negotiated (RFC 4588)."""

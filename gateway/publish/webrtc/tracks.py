@@ -79,20 +79,28 @@ class SharedTrack(MediaStreamTrack):
         self.cursor = cursor
         return cursor
 
+    def poll(self) -> Prepared | None:
+        """Return the next frame's payloads if one is pending; never wait."""
+        cursor = self.cursor or self._open()
+        # A frame is sent whole before the next is taken: nothing is unacked.
+        cursor.check_frames(0, time.monotonic_ns())
+        taken = cursor.take_frames(1)
+        if not taken:
+            return None
+        prepared = self.prepared.get(taken[0].frame)
+        counters = self.counters
+        counters.frames += 1
+        counters.packets += len(prepared.payloads)
+        counters.bytes += prepared.size
+        return prepared
+
     # aiortc's senders take anything ``pack`` takes; its signature says frames only.
     async def recv(self) -> Prepared:  # type: ignore[override]
         """Return the next frame's payloads; raise ``MediaStreamError`` once the ring ends."""
         cursor = self.cursor or self._open()
         while self.readyState == "live":
-            # aiortc sends a frame whole before it pulls the next: nothing is unacked.
-            cursor.check_frames(0, time.monotonic_ns())
-            taken = cursor.take_frames(1)
-            if taken:
-                prepared = self.prepared.get(taken[0].frame)
-                counters = self.counters
-                counters.frames += 1
-                counters.packets += len(prepared.payloads)
-                counters.bytes += prepared.size
+            prepared = self.poll()
+            if prepared is not None:
                 return prepared
             if not await cursor.wait():
                 break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -16,8 +17,12 @@ from aiortc.rtcrtpparameters import (
 )
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 
-from gateway.publish.webrtc.rtp import Prepared
+from gateway.hub import Ring
+from gateway.hub.ring import has_cut
+from gateway.media import CutPoint, Frame
+from gateway.publish.webrtc.rtp import Prepared, PreparedFrames
 from gateway.publish.webrtc.sender import FastRtp, available
+from gateway.publish.webrtc.tracks import SharedTrack
 
 
 @dataclass
@@ -33,6 +38,8 @@ class FakeTrack:
 
     def __init__(self, frames: list[Prepared]) -> None:
         self.frames = list(frames)
+        #: No hub cursor: FastRtp sends every frame from its task.
+        self.cursor = None
         self.stopped = False
         self.done = asyncio.Event()
 
@@ -157,3 +164,52 @@ async def test_aiortc_senders_have_what_fast_rtp_drives() -> None:
         assert available(transceiver.sender)
     finally:
         await pc.close()
+
+
+class SyncTransport:
+    """aiortc's send path as it is for UDP: a coroutine that never waits."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def _send_rtp(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+async def test_frames_after_the_first_go_out_inside_the_rings_publish() -> None:
+    ring = Ring("h264", is_cut=has_cut)
+    sender = FakeSender()
+    sender.transport = SyncTransport()  # type: ignore[assignment]
+    track = SharedTrack(
+        "audio", ring, PreparedFrames(clock_rate=48000, video=False), start=lambda r: 0, remote=""
+    )
+    fast = FastRtp(sender, track)
+    params = _params()
+    await sender.send(params)
+    task = asyncio.ensure_future(sender._run_rtp(params.codecs[0]))
+
+    def frame(i: int) -> Frame:
+        return Frame(
+            payload=bytes([i]) * 10,
+            content_type="audio/opus",
+            seq=i,
+            pts=i * 2880,
+            time_base=Fraction(1, 48000),
+            received_ns=i,
+            cut=CutPoint(),
+        )
+
+    ring.publish(frame(0))
+    for _ in range(20):  # the task takes the first frame (a join) and parks
+        await asyncio.sleep(0)
+    assert len(sender.transport.sent) == 1
+    for i in range(1, 6):
+        ring.publish(frame(i))
+        # Sent before publish returned: no task had to run.
+        assert len(sender.transport.sent) == i + 1
+    assert fast.inline
+    assert [RtpPacket.parse(d).payload[0] for d in sender.transport.sent] == list(range(6))
+    task.cancel()
+    await sender._RTCRtpSender__rtp_exited.wait()
+    assert track.cursor is not None
+    assert track.cursor.closed
