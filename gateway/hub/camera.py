@@ -24,6 +24,7 @@ from gateway.hub.egress import EgressBudget
 from gateway.hub.renditions import Renditions, RenditionSpec
 from gateway.hub.ring import Ring
 from gateway.hub.stream import Stream
+from gateway.hub.tally import ClientTally
 from gateway.hub.upstream import UpstreamRate
 from gateway.media import NS_PER_SECOND, Frame, StreamKind
 
@@ -87,6 +88,8 @@ class CameraMedia:
         self.budget = budget
         #: The event loop everything of this camera runs on (producers deliver to it).
         self.loop = loop
+        #: Every reader of the camera's sources and renditions, for ``/metrics``.
+        self.tally = ClientTally()
         self.mjpeg: Stream | None = None
         self.mpeg2: Ring | None = None
         self.audio: Ring | None = None
@@ -99,6 +102,7 @@ class CameraMedia:
                 seconds=camera.mpeg2_prebuffer_seconds,
                 max_bytes=settings.mpeg2_max_bytes,
                 max_subscribers=settings.max_clients,
+                tally=self.tally,
             )
         if camera.audio:
             self.audio = Ring(
@@ -107,6 +111,7 @@ class CameraMedia:
                 seconds=settings.audio_seconds,
                 max_bytes=settings.audio_max_bytes,
                 max_subscribers=settings.max_clients,
+                tally=self.tally,
             )
         #: Each source's ingest, for the upstream rate and the picture size.
         self.upstreams: dict[StreamKind, Upstream] = {}
@@ -129,6 +134,7 @@ class CameraMedia:
             max_subscribers=self.settings.max_clients,
             budget=self.budget,
             on_wanted_fps=self._wanted_changed,
+            tally=self.tally,
         )
 
     def on_frame(self, kind: StreamKind) -> Feed:

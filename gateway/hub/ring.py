@@ -37,6 +37,7 @@ from typing import Literal
 from gateway.errors import LocalProtocolError
 from gateway.hub.cursor import Cursor
 from gateway.hub.stream import StreamFullError
+from gateway.hub.tally import ClientTally
 from gateway.media import NS_PER_SECOND, Frame, StreamKind
 
 #: Called after every publish, and once when the ring closes (``Ring.arm``).
@@ -67,6 +68,7 @@ class Ring:
         is_cut: Callable[[Frame], bool] | None = None,
         max_gop_bytes: int | None = None,
         on_keyframe_request: Callable[[], None] | None = None,
+        tally: ClientTally | None = None,
     ) -> None:
         """Create a ring.
 
@@ -80,7 +82,7 @@ class Ring:
         stream without cut points; clients then join at the next cut point.
         ``is_cut`` says where a client may start; the default is ``every_frame`` for
         audio and ``has_cut`` otherwise. ``on_keyframe_request`` is the producer's
-        (see ``set_keyframe_source``).
+        (see ``set_keyframe_source``). ``tally`` (the camera's) counts the cursors.
         """
         if seconds < 0 or max_bytes < 0:
             raise LocalProtocolError("seconds and max_bytes must be >= 0")
@@ -88,6 +90,7 @@ class Ring:
         #: What the ring carries, for the API: a camera stream kind or a rendition kind.
         self.label = kind.value if isinstance(kind, StreamKind) else kind
         self.name = name
+        self._tally = tally
         self.is_cut = is_cut or (every_frame if kind is StreamKind.AUDIO else has_cut)
         self._seconds_ns = int(seconds * NS_PER_SECOND)
         self._max_bytes = max_bytes
@@ -314,6 +317,8 @@ class Ring:
             remote=remote,
         )
         self._cursors[cur] = None
+        if self._tally is not None:
+            self._tally.join(cur, self.label)
         return cur
 
     def __len__(self) -> int:
@@ -340,6 +345,8 @@ class Ring:
     def discard(self, cur: Cursor) -> None:
         """Forget ``cur`` (``Cursor.close`` calls this)."""
         self._cursors.pop(cur, None)
+        if self._tally is not None:
+            self._tally.leave(cur)
 
     def wait_for(self, *, cut: bool) -> asyncio.Future[None]:
         """Return the future resolved by the next publish (``cut``: of a cut point) or close.

@@ -16,6 +16,7 @@ from gateway.errors import CapacityError, LocalProtocolError
 from gateway.hub.budget import Demand, Priority
 from gateway.hub.rate import IntervalEstimator, pts_ns
 from gateway.hub.subscription import Subscription
+from gateway.hub.tally import ClientTally
 from gateway.media import Frame, StreamKind
 
 if TYPE_CHECKING:
@@ -38,13 +39,15 @@ class Stream:
         budget: EgressBudget | None = None,
         on_wanted_fps: Callable[[float | None], None] | None = None,
         timestamp: Callable[[Frame], int] = pts_ns,
+        tally: ClientTally | None = None,
     ) -> None:
         """Create a stream.
 
         ``budget`` is shared by every stream under one ``max_egress_mbps``;
         ``on_wanted_fps`` is called with the new ``wanted_fps`` whenever it changes;
         ``timestamp`` maps a frame to its source time in ns (``pts_ns`` or
-        ``received_ns`` from ``gateway.hub.rate``).
+        ``received_ns`` from ``gateway.hub.rate``); ``tally`` (the camera's) counts the
+        subscribers.
         """
         self.kind = kind
         self.name = name
@@ -52,6 +55,7 @@ class Stream:
         self._budget = budget
         self._on_wanted_fps = on_wanted_fps
         self._timestamp = timestamp
+        self._tally = tally
         self._subs: dict[Subscription, None] = {}
         self._frame_waiters: list[asyncio.Future[None]] = []
         self._interval = IntervalEstimator()
@@ -137,6 +141,8 @@ class Stream:
             remote=remote,
         )
         self._subs[sub] = None
+        if self._tally is not None:
+            self._tally.join(sub, self.kind.value)
         if start_with_latest and self.latest is not None:
             sub._offer(self.latest, self._live_ts, self._interval.interval_ns)
         self._changed()
@@ -166,6 +172,8 @@ class Stream:
     def _remove(self, sub: Subscription) -> None:
         if sub in self._subs:
             del self._subs[sub]
+            if self._tally is not None:
+                self._tally.leave(sub)
             self._changed()
 
     def _changed(self) -> None:
