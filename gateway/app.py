@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import __version__
+from gateway import __version__, app_metrics
 from gateway.config import CameraConfig, GatewayConfig, UserConfig, is_loopback
 from gateway.hub import CameraMedia, EgressBudget, MediaSettings, RenditionHandle
 from gateway.ingest import CameraStream, redact, register_secrets
@@ -233,13 +233,17 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     if request.path in PUBLIC_PATHS or request.method == "OPTIONS":
         return await handler(request)
     users = request.app[CONFIG].users
+    denials = request.app[app_metrics.AUTH_DENIALS]
     if not users:
         if is_loopback(request.remote or ""):
             return await handler(request)
+        denials["anonymous_not_loopback"] += 1
         raise web.HTTPForbidden(
             text="Error: anonymous access is allowed only from loopback; configure [[users]]\n"
         )
-    if _check_basic(request.headers.get("Authorization", ""), users) is None:
+    header = request.headers.get("Authorization", "")
+    if _check_basic(header, users) is None:
+        denials["bad_credentials" if header else "no_credentials"] += 1
         raise web.HTTPUnauthorized(
             text="Error: authentication required\n",
             headers={"WWW-Authenticate": 'Basic realm="gateway", charset="UTF-8"'},
@@ -297,8 +301,14 @@ def create_app(
     app[MEDIA] = {}
     for publisher in PUBLISHERS:
         publisher.add_routes(app)
+    app_metrics.install(app)
+    media = app[MEDIA]
+    app.cleanup_ctx.append(app_metrics.sampling_ctx(media.values))
     app[REGISTRY] = make_registry(
-        lambda: [r.snapshot() for r in app[CAMERAS].values()], app[webrtc.SESSIONS].stats
+        lambda: [r.snapshot() for r in app[CAMERAS].values()],
+        app[webrtc.SESSIONS].stats,
+        media=lambda: media,
+        extra=app_metrics.collectors(app),
     )
     web_page.add_routes(app)
     return app
