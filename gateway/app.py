@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway import __version__
+from gateway import __version__, app_metrics
 from gateway.access import add_access, camera_view, principal
 from gateway.config import CameraConfig, GatewayConfig
 from gateway.hub import CameraMedia, EgressBudget, MediaSettings, RenditionHandle
@@ -257,8 +257,14 @@ def create_app(
     app[MEDIA] = {}
     for publisher in PUBLISHERS:
         publisher.add_routes(app)
+    app_metrics.install(app)
+    media = app[MEDIA]
+    app.cleanup_ctx.append(app_metrics.sampling_ctx(media.values))
     app[REGISTRY] = make_registry(
-        lambda: [r.snapshot() for r in app[CAMERAS].values()], app[webrtc.SESSIONS].stats
+        lambda: [r.snapshot() for r in app[CAMERAS].values()],
+        app[webrtc.SESSIONS].stats,
+        media=lambda: media,
+        extra=app_metrics.collectors(app),
     )
     web_page.add_routes(app)
     return app

@@ -17,12 +17,15 @@ from gateway.hub.renditions import (
 from gateway.hub.ring import Ring, every_frame, has_cut
 from gateway.hub.stream import Stream, StreamFullError
 from gateway.hub.subscription import Subscription
+from gateway.hub.tally import LAG_BUCKETS_S, ClientTally
 from gateway.hub.upstream import UpstreamRate
 
 __all__ = [
+    "LAG_BUCKETS_S",
     "MIN_MAXLAG_NS",
     "CameraMedia",
     "CapacityExceededError",
+    "ClientTally",
     "Cursor",
     "Delivery",
     "Demand",

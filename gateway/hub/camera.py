@@ -32,6 +32,7 @@ from gateway.hub.membership import Membership
 from gateway.hub.renditions import Renditions, RenditionSpec
 from gateway.hub.ring import Ring
 from gateway.hub.stream import Stream
+from gateway.hub.tally import ClientTally
 from gateway.hub.upstream import UpstreamRate
 from gateway.media import NS_PER_SECOND, Frame, StreamKind
 
@@ -120,6 +121,8 @@ class CameraMedia:
         self.loop = loop
         self._clock = clock or loop.time
         self._closed = False
+        #: Every reader of the camera's sources and renditions, for ``/metrics``.
+        self.tally = ClientTally()
         self.mjpeg: Stream | None = None
         self.mpeg2: Ring | None = None
         self.audio: Ring | None = None
@@ -133,6 +136,7 @@ class CameraMedia:
                 max_bytes=settings.mpeg2_max_bytes,
                 max_subscribers=settings.max_clients,
                 on_members=self._consumers_changed,
+                tally=self.tally,
             )
         if camera.audio:
             self.audio = Ring(
@@ -142,6 +146,7 @@ class CameraMedia:
                 max_bytes=settings.audio_max_bytes,
                 max_subscribers=settings.max_clients,
                 on_members=self._consumers_changed,
+                tally=self.tally,
             )
         #: Which sources the camera has.
         self.kinds = tuple(kind for kind in StreamKind if self.source(kind) is not None)
@@ -174,6 +179,7 @@ class CameraMedia:
             budget=self.budget,
             on_wanted_fps=self._wanted_changed,
             on_members=on_members,
+            tally=self.tally,
         )
 
     def source(self, kind: StreamKind) -> Stream | Ring | None:

@@ -37,6 +37,7 @@ from typing import Literal
 from gateway.errors import LocalProtocolError
 from gateway.hub.cursor import Cursor
 from gateway.hub.stream import StreamFullError
+from gateway.hub.tally import ClientTally
 from gateway.media import NS_PER_SECOND, Frame, StreamKind
 
 #: Called after every publish, and once when the ring closes (``Ring.arm``).
@@ -68,6 +69,7 @@ class Ring:
         max_gop_bytes: int | None = None,
         on_keyframe_request: Callable[[], None] | None = None,
         on_members: Callable[[], None] | None = None,
+        tally: ClientTally | None = None,
     ) -> None:
         """Create a ring.
 
@@ -82,7 +84,8 @@ class Ring:
         ``is_cut`` says where a client may start; the default is ``every_frame`` for
         audio and ``has_cut`` otherwise. ``on_keyframe_request`` is the producer's
         (see ``set_keyframe_source``); ``on_members`` is called after a cursor was added
-        or left (an on-demand camera's upstream).
+        or left (an on-demand camera's upstream); ``tally`` (the camera's) counts the
+        cursors.
         """
         if seconds < 0 or max_bytes < 0:
             raise LocalProtocolError("seconds and max_bytes must be >= 0")
@@ -90,6 +93,7 @@ class Ring:
         #: What the ring carries, for the API: a camera stream kind or a rendition kind.
         self.label = kind.value if isinstance(kind, StreamKind) else kind
         self.name = name
+        self._tally = tally
         self.is_cut = is_cut or (every_frame if kind is StreamKind.AUDIO else has_cut)
         self._seconds_ns = int(seconds * NS_PER_SECOND)
         self._max_bytes = max_bytes
@@ -329,6 +333,8 @@ class Ring:
             remote=remote,
         )
         self._cursors[cur] = None
+        if self._tally is not None:
+            self._tally.join(cur, self.label)
         if self._on_members is not None:
             self._on_members()
         return cur
@@ -358,6 +364,8 @@ class Ring:
         """Forget ``cur`` (``Cursor.close`` calls this)."""
         if cur in self._cursors:
             del self._cursors[cur]
+            if self._tally is not None:
+                self._tally.leave(cur)
             if self._on_members is not None:
                 self._on_members()
 

@@ -16,6 +16,7 @@ from gateway.errors import CapacityError, LocalProtocolError
 from gateway.hub.budget import Demand, Priority
 from gateway.hub.rate import IntervalEstimator, pts_ns
 from gateway.hub.subscription import Subscription
+from gateway.hub.tally import ClientTally
 from gateway.media import Frame, StreamKind
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ class Stream:
         on_wanted_fps: Callable[[float | None], None] | None = None,
         on_members: Callable[[], None] | None = None,
         timestamp: Callable[[Frame], int] = pts_ns,
+        tally: ClientTally | None = None,
     ) -> None:
         """Create a stream.
 
@@ -46,7 +48,8 @@ class Stream:
         ``on_wanted_fps`` is called with the new ``wanted_fps`` whenever it changes;
         ``on_members`` after a subscriber joined or left (an on-demand camera's upstream);
         ``timestamp`` maps a frame to its source time in ns (``pts_ns`` or
-        ``received_ns`` from ``gateway.hub.rate``).
+        ``received_ns`` from ``gateway.hub.rate``); ``tally`` (the camera's) counts the
+        subscribers.
         """
         self.kind = kind
         self.name = name
@@ -55,6 +58,7 @@ class Stream:
         self._on_wanted_fps = on_wanted_fps
         self._on_members = on_members
         self._timestamp = timestamp
+        self._tally = tally
         self._subs: dict[Subscription, None] = {}
         self._frame_waiters: list[asyncio.Future[None]] = []
         self._interval = IntervalEstimator()
@@ -144,6 +148,8 @@ class Stream:
             remote=remote,
         )
         self._subs[sub] = None
+        if self._tally is not None:
+            self._tally.join(sub, self.kind.value)
         if start_with_latest and self.latest is not None:
             sub._offer(self.latest, self._live_ts, self._interval.interval_ns)
         self._changed()
@@ -175,6 +181,8 @@ class Stream:
     def _remove(self, sub: Subscription) -> None:
         if sub in self._subs:
             del self._subs[sub]
+            if self._tally is not None:
+                self._tally.leave(sub)
             self._changed()
             if self._on_members is not None:
                 self._on_members()

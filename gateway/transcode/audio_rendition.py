@@ -78,6 +78,7 @@ class AudioRendition(RingProducer[_Item]):
             seconds=RING_SECONDS,
             max_bytes=RING_MAX_BYTES,
             max_subscribers=media.settings.max_clients,
+            tally=media.tally,
             is_cut=every_frame,
         )
         name = f"{encoding.value} {media.camera.name}"

@@ -153,6 +153,7 @@ class H264Rendition(RingProducer[Frame]):
             seconds=RING_SECONDS,
             max_bytes=RING_MAX_BYTES,
             max_subscribers=media.settings.max_clients,
+            tally=media.tally,
             is_cut=has_cut,
         )
         super().__init__(
