@@ -187,11 +187,15 @@ async def test_unmute_plays_the_webrtc_audio(gateway: RunningGateway, browser_pa
     await page.wait_for_function(
         f"() => !{PLAYER}.video.muted && !{PLAYER}.video.paused", timeout=5_000
     )
-    assert await button.inner_text() == "Mute"
+    # The label follows the element's `volumechange` event, a task after `muted` changed.
+    await page.wait_for_function(
+        f"() => document.querySelector('{CARD} button.mute').textContent === 'Mute'",
+        timeout=5_000,
+    )
     first = await page.evaluate(AUDIO_STATS)
     assert first["state"] == "live"
-    # Opus packets keep coming (50 a second), carrying the simulator's tone: the level is
-    # measured where the audio plays out.
+    # Opus packets keep coming (17 a second: 60 ms each), carrying the simulator's tone:
+    # the level is measured where the audio plays out.
     await page.wait_for_function(
         f"async () => {{ const s = await ({AUDIO_STATS})();"
         f" return s.packets > {first['packets']} + 25 && s.level > 0.01 && !s.muted; }}",
