@@ -207,6 +207,10 @@ class AudioEncodePipeline:
         self._next_in: int | None = None
         self._faded = 0  # input samples of the fade-in done since the resampler opened
 
+    def close(self) -> None:
+        """Free the resampler (its FFmpeg filter graph threads end); a next block opens one."""
+        self._resampler = None
+
     @property
     def _dtype(self) -> type[np.generic]:
         """Return the numpy type of the encoder's samples."""

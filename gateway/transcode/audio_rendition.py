@@ -82,7 +82,14 @@ class AudioRendition(RingProducer[_Item]):
             is_cut=every_frame,
         )
         name = f"{encoding.value} {media.camera.name}"
-        super().__init__(ring, self._job, loop=media.loop, policy=InputPolicy.FIFO, name=name)
+        super().__init__(
+            ring,
+            self._job,
+            loop=media.loop,
+            policy=InputPolicy.FIFO,
+            name=name,
+            on_close=self.pipeline.close,
+        )
         self._seq = itertools.count()
         self._silence_after_ns = int(silence_after * NS_PER_SECOND)
         #: Input pts of the end of the encode's output so far (None before a block), and

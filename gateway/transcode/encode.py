@@ -157,7 +157,12 @@ class H264Rendition(RingProducer[Frame]):
             is_cut=has_cut,
         )
         super().__init__(
-            ring, self._job, loop=media.loop, policy=policy, name=f"h264 {camera.name}"
+            ring,
+            self._job,
+            loop=media.loop,
+            policy=policy,
+            name=f"h264 {camera.name}",
+            on_close=self._free,
         )
         ring.set_keyframe_source(self.request_keyframe)
         self.pipeline = pipeline or H264Pipeline(settings, source=self.source, fps=camera.fps)
@@ -209,6 +214,10 @@ class H264Rendition(RingProducer[Frame]):
         super()._publish(frame)
 
     # -- worker thread -----------------------------------------------------------------
+
+    def _free(self) -> None:
+        """Free the pipeline's codec contexts after the last job (worker thread)."""
+        self.pipeline.close()
 
     def _job(self, frame: Frame, reset: bool) -> list[Frame]:
         if self.mpeg2 is not None:

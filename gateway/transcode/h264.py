@@ -206,6 +206,12 @@ class H264Pipeline:
         self._pending.clear()
         return out
 
+    def close(self) -> None:
+        """Free the decoder and the encoder now (x264 holds megabytes); a next picture
+        opens them again."""
+        self._decoder = self._encoder = None
+        self._pending.clear()
+
     def _admit(self, stamp: int) -> bool:
         """Return True when the picture at ``stamp`` is to be encoded (else count it)."""
         if self._last_pts is not None and stamp <= self._last_pts:

@@ -32,12 +32,16 @@ class RingProducer(Generic[In]):
         loop: asyncio.AbstractEventLoop,
         policy: InputPolicy,
         name: str,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
-        """Run ``job`` in one worker thread; publish what it returns into ``ring``."""
+        """Run ``job`` in one worker thread; publish what it returns into ``ring``.
+
+        ``on_close`` runs in that thread after the last job (``Worker``).
+        """
         self.ring = ring
         self.fps_out = RateMeter()
         self.worker: Worker[In, Frame] = Worker(
-            job, self._publish, loop=loop, policy=policy, name=name
+            job, self._publish, loop=loop, policy=policy, name=name, on_close=on_close
         )
 
     def _publish(self, frame: Frame) -> None:

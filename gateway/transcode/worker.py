@@ -125,6 +125,7 @@ class Worker(Generic[In, Out]):
         clock: Callable[[], int] = time.monotonic_ns,
         logger: AnyLogger | None = None,
         counters: WorkerCounters | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         """Create the worker; nothing runs until the first ``submit``.
 
@@ -138,6 +139,9 @@ class Worker(Generic[In, Out]):
         :param name: names the thread and the log lines ("transcode r90").
         :param clock: monotonic nanoseconds, for the busy-time counters.
         :param counters: where to count (a subclass that renames the figures for ``/api``).
+        :param on_close: run in the worker thread after its last job, once ``close`` is
+            called: frees what the jobs held (codec contexts and their threads) at once,
+            not whenever the garbage collector breaks the producer's reference cycles.
         """
         pending_bound = DEFAULT_MAX_PENDING[policy] if max_pending is None else max_pending
         if pending_bound < 1:
@@ -147,6 +151,7 @@ class Worker(Generic[In, Out]):
         self.max_pending = pending_bound
         self.counters = counters if counters is not None else WorkerCounters()
         self._job = job
+        self._on_close = on_close
         self._on_output = on_output
         self._loop = loop
         self._clock = clock
@@ -157,6 +162,7 @@ class Worker(Generic[In, Out]):
         # Loop thread state.
         self._pending: collections.deque[In] = collections.deque()
         self._in_flight: asyncio.Future[None] | None = None
+        self._job_future: concurrent.futures.Future[_Outcome[Out]] | None = None
         self._reset_next = False
         self._closed = False
 
@@ -192,7 +198,11 @@ class Worker(Generic[In, Out]):
         self._closed = True
         self.counters.skipped += len(self._pending)
         self._pending.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._job_future is not None:
+            self._job_future.cancel()  # a job not started yet never runs
+            if self._on_close is not None:
+                self._executor.submit(self._finish)
+        self._executor.shutdown(wait=False)
 
     async def wait_idle(self) -> None:
         """Wait until no input is held (after ``close``: until the thread has ended)."""
@@ -208,8 +218,16 @@ class Worker(Generic[In, Out]):
         reset, self._reset_next = self._reset_next, False
         waiter = self._loop.create_future()
         self._in_flight = waiter
-        job = self._executor.submit(self._run, item, reset)
+        job = self._job_future = self._executor.submit(self._run, item, reset)
         job.add_done_callback(lambda done: self._hand_back(done, waiter))
+
+    def _finish(self) -> None:
+        """Run ``on_close`` after the last job (worker thread)."""
+        assert self._on_close is not None
+        try:
+            self._on_close()
+        except Exception:  # a bug: the thread ends all the same
+            self._log.exception("%s could not free what its jobs held", self.name)
 
     def _run(self, item: In, reset: bool) -> _Outcome[Out]:
         """Run the job on one input, timing it (worker thread)."""

@@ -301,6 +301,9 @@ async def test_linger_then_stop_and_restart(harness: Harness, small: Jpegs) -> N
     assert encode.ring.closed
     assert encode.worker.closed
     await encode.wait_stopped()
+    # The stopped encode's codec contexts are freed at once, not by a later cyclic GC.
+    assert encode.pipeline._encoder is None
+    assert encode.pipeline._decoder is None
 
     # The next viewer starts a fresh encoder, whose first picture is an IDR.
     fresh = renditions.acquire(h264_key())
@@ -544,6 +547,27 @@ async def test_aac_packets_are_continuous_and_carry_the_tone(
     assert abs(dominant_hz(packets, encode.pipeline.config.extradata) - TONE_HZ) < 5
     assert encode.silence_fills == 0
     cursor.close()
+
+
+def resampler(encode: AudioRendition) -> object:
+    """Return the encode's resampler (None: freed, or not opened yet)."""
+    return encode.pipeline._resampler
+
+
+async def test_a_stopped_aac_encode_frees_its_resampler(audio: tuple[Harness, FakeTime]) -> None:
+    h, fake = audio
+    handle, cursor = aac(h)
+    encode = handle.rendition
+    fake.now_ns = await AudioFeed(h.media).send(encode, 4, fake.now_ns)
+    await settle(encode)
+    assert resampler(encode) is not None
+    cursor.close()
+    handle.release()
+    h.clock.now += LINGER
+    h.renditions.handle_timer(h.clock.now)
+    await encode.wait_stopped()
+    # Its filter graph's threads end now, not when the garbage collector finds it.
+    assert resampler(encode) is None
 
 
 async def test_aac_dropouts_are_filled_with_silence(audio: tuple[Harness, FakeTime]) -> None:

@@ -368,3 +368,50 @@ def test_listeners_are_bounded_and_the_same_callback_counts_twice() -> None:
     assert got == [7, 7, 8]
     with pytest.raises(LocalProtocolError):
         Listeners(name="pcm", max_listeners=0)
+
+
+async def test_on_close_runs_once_in_the_worker_thread_after_the_last_job() -> None:
+    job, sink = Job(), Sink()
+    freed: list[tuple[int, int]] = []
+
+    def free() -> None:
+        freed.append((threading.get_ident(), len(job.calls)))
+
+    worker = make(job, sink, InputPolicy.FIFO, on_close=free)
+    worker.submit(0)
+    worker.submit(1)
+    assert job.entered.wait(10)
+    worker.close()
+    worker.close()
+    assert freed == []  # not while input 0 is still in the job
+    job.gate.set()
+    await worker.wait_idle()  # joins the thread: on_close has run
+    assert freed == [(next(iter(job.threads)), 1)]  # after input 0, and input 1 never ran
+
+
+async def test_on_close_of_a_worker_that_never_ran_starts_no_thread() -> None:
+    before = set(threading.enumerate())
+    freed: list[int] = []
+    worker = make(Job(), Sink(), InputPolicy.LATEST, on_close=lambda: freed.append(1))
+    worker.close()
+    await worker.wait_idle()
+    assert freed == []
+    assert set(threading.enumerate()) <= before
+
+
+async def test_a_failing_on_close_is_logged_and_the_thread_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = Job()
+    job.gate.set()
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    worker = make(job, Sink(), InputPolicy.FIFO, on_close=broken, name="broken-close")
+    worker.submit(0)
+    assert job.entered.wait(10)
+    with caplog.at_level(logging.ERROR):
+        worker.close()
+        await worker.wait_idle()
+    assert "broken-close could not free what its jobs held" in caplog.text
