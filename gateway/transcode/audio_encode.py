@@ -146,7 +146,7 @@ class AudioEncodePipeline:
     def _check_open(self) -> None:
         """Refuse calls after ``flush``."""
         if self._closed:
-            raise LocalProtocolError(f"{self.encoding.value} pipeline is flushed")
+            raise LocalProtocolError(f"{self.encoding.value} pipeline is flushed or closed")
 
     def _check(self, block: PcmBlock) -> npt.NDArray[np.int16]:
         """Return the block's samples, or raise LocalProtocolError for a misused API."""
@@ -208,8 +208,11 @@ class AudioEncodePipeline:
         self._faded = 0  # input samples of the fade-in done since the resampler opened
 
     def close(self) -> None:
-        """Free the resampler (its FFmpeg filter graph threads end); a next block opens one."""
+        """Free the encoder and the resampler now (PyAV gives each a filter graph with two
+        FFmpeg threads); the pipeline takes no more input."""
+        self._closed = True
         self._resampler = None
+        del self._encoder
 
     @property
     def _dtype(self) -> type[np.generic]:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from gateway.config import CameraConfig, VideoSource
+from gateway.errors import LocalProtocolError
 from gateway.hub import CameraMedia, Cursor, RenditionHandle
 from gateway.media import CutPoint, Frame, StreamKind
 from gateway.sim.encoders import AUDIO_PART_SAMPLES, AudioCodec, JpegProducer, ToneProducer
@@ -554,7 +555,9 @@ def resampler(encode: AudioRendition) -> object:
     return encode.pipeline._resampler
 
 
-async def test_a_stopped_aac_encode_frees_its_resampler(audio: tuple[Harness, FakeTime]) -> None:
+async def test_a_stopped_aac_encode_frees_its_encoder_and_resampler(
+    audio: tuple[Harness, FakeTime],
+) -> None:
     h, fake = audio
     handle, cursor = aac(h)
     encode = handle.rendition
@@ -566,8 +569,10 @@ async def test_a_stopped_aac_encode_frees_its_resampler(audio: tuple[Harness, Fa
     h.clock.now += LINGER
     h.renditions.handle_timer(h.clock.now)
     await encode.wait_stopped()
-    # Its filter graph's threads end now, not when the garbage collector finds it.
+    # Its filter graphs' threads end now, not when the garbage collector finds it.
     assert resampler(encode) is None
+    with pytest.raises(LocalProtocolError, match="aac pipeline is flushed or closed"):
+        encode.pipeline.fill_until(10**9)
 
 
 async def test_aac_dropouts_are_filled_with_silence(audio: tuple[Harness, FakeTime]) -> None:
